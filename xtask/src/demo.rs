@@ -1,0 +1,140 @@
+//! `cargo xtask demo`: fetch data if needed, build the site (www/ + the wasm package) into
+//! www/dist, and serve it on 127.0.0.1.
+
+use crate::shell::step;
+use crate::wasm_pkg::{GlueTarget, build};
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Component, Path, PathBuf};
+
+pub fn run(root: &Path, port: u16, serve: bool) -> Result<()> {
+    crate::tools::ensure_wasm_target()?;
+    crate::tools::ensure_wasm_bindgen(root)?;
+    crate::data::ensure_mnist(root)?;
+    let dist = build_site(root)?;
+    if !serve {
+        println!("\nSite built in {}", dist.display());
+        return Ok(());
+    }
+    serve_dir(&dist, port)
+}
+
+/// Builds the deployable site into www/dist and returns its path.
+pub fn build_site(root: &Path) -> Result<PathBuf> {
+    let www = root.join("www");
+    let dist = www.join("dist");
+    step(&format!(
+        "Site: building the wasm package into {}",
+        dist.join("pkg").display()
+    ));
+    std::fs::create_dir_all(&dist).with_context(|| format!("cannot create {}", dist.display()))?;
+    build(root, GlueTarget::Web, &dist.join("pkg"))?;
+    step("Site: copying the static files");
+    for entry in
+        std::fs::read_dir(&www).with_context(|| format!("cannot list {}", www.display()))?
+    {
+        let path = entry?.path();
+        if path.is_file() {
+            let target = dist.join(path.file_name().expect("a file has a name"));
+            std::fs::copy(&path, &target)
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+            println!("    {}", target.display());
+        }
+    }
+    Ok(dist)
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Maps a request path to a file inside `dir`, refusing anything that climbs out of it.
+fn resolve(dir: &Path, request_path: &str) -> Option<PathBuf> {
+    let clean = request_path
+        .split(['?', '#'])
+        .next()?
+        .trim_start_matches('/');
+    let relative = Path::new(if clean.is_empty() {
+        "index.html"
+    } else {
+        clean
+    });
+    if relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+    {
+        Some(dir.join(relative))
+    } else {
+        None
+    }
+}
+
+fn answer(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
+    let mut request_line = String::new();
+    BufReader::new(&stream).read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let file = resolve(dir, path)
+        .filter(|_| method == "GET")
+        .and_then(|p| std::fs::read(&p).ok().map(|b| (p, b)));
+    match file {
+        Some((path, body)) => {
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+                content_type(&path),
+                body.len()
+            )?;
+            stream.write_all(&body)
+        }
+        None => stream.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+        ),
+    }
+}
+
+/// Serves `dir` on 127.0.0.1:`port` until interrupted.
+pub fn serve_dir(dir: &Path, port: u16) -> Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| {
+        format!("cannot listen on 127.0.0.1:{port}: is it in use? pass --port N")
+    })?;
+    step(&format!(
+        "Serving {} at http://127.0.0.1:{port}/ (Ctrl-C stops)",
+        dir.display()
+    ));
+    for stream in listener.incoming() {
+        let stream = stream?;
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = answer(stream, &dir);
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_stays_inside_the_site() {
+        let dir = Path::new("/site");
+        assert_eq!(resolve(dir, "/"), Some(PathBuf::from("/site/index.html")));
+        assert_eq!(
+            resolve(dir, "/pkg/a.js?v=1"),
+            Some(PathBuf::from("/site/pkg/a.js"))
+        );
+        assert_eq!(resolve(dir, "/../etc/passwd"), None);
+        assert_eq!(resolve(dir, "/pkg/../../x"), None);
+        assert_eq!(content_type(Path::new("x.wasm")), "application/wasm");
+    }
+}

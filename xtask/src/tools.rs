@@ -1,0 +1,82 @@
+//! Installing what the build and the tests need, each only when missing: the rustup
+//! wasm32 target, wasm-bindgen's CLI at the version Cargo.lock pins, Node.js, h5py.
+
+use crate::shell::{cargo, output, run, step};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::Command;
+
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// The `wasm-bindgen` version locked in Cargo.lock: the CLI must match it exactly.
+pub fn locked_wasm_bindgen_version(root: &Path) -> Result<String> {
+    let lock =
+        std::fs::read_to_string(root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+            {
+                return Ok(version.trim_matches('"').to_string());
+            }
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen package; is the ot3d-wasm crate in the workspace?")
+}
+
+pub fn ensure_wasm_target() -> Result<()> {
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        println!("    rustup target {WASM_TARGET}: installed");
+        return Ok(());
+    }
+    step(&format!(
+        "Installing the rustup target {WASM_TARGET} (the browser build needs it)"
+    ));
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+pub fn ensure_wasm_bindgen(root: &Path) -> Result<()> {
+    let version = locked_wasm_bindgen_version(root)?;
+    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    if have.split_whitespace().nth(1) == Some(version.as_str()) {
+        println!("    wasm-bindgen CLI {version}: installed");
+        return Ok(());
+    }
+    step(&format!(
+        "Installing wasm-bindgen-cli {version} to match Cargo.lock (found {:?}; takes ~5 minutes once)",
+        have.trim()
+    ));
+    // Not --locked: the CLI's own lock file pins a crate that no longer builds.
+    run(cargo().args(["install", "wasm-bindgen-cli", "--version", &version]))
+}
+
+pub fn ensure_node() -> Result<()> {
+    match output(Command::new("node").arg("--version")) {
+        Some(v) => {
+            println!("    node {}: installed", v.trim());
+            Ok(())
+        }
+        None => bail!(
+            "Node.js is not installed; the wasm tests run under it. Install Node.js 20 (Debian: apt-get install nodejs npm)"
+        ),
+    }
+}
+
+/// h5py writes the small Kaggle-format files the .h5 reader is tested on.
+pub fn ensure_h5py() -> Result<()> {
+    if output(Command::new("python3").args(["-c", "import h5py"])).is_some() {
+        println!("    python3 h5py: installed");
+        return Ok(());
+    }
+    step("Installing h5py (the tests write small Kaggle-format .h5 files with it)");
+    let pip = run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "h5py"]));
+    if pip.is_err() {
+        println!("    pip could not install h5py; trying Debian's python3-h5py");
+        run(Command::new("apt-get").args(["install", "-y", "-q", "python3-h5py"]))?;
+    }
+    Ok(())
+}
