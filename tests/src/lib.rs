@@ -1,42 +1,43 @@
-//! Helpers for ot3d's cross-crate tests: finding the repository, the MNIST data, and
-//! deciding whether a test that needs data may skip.
+//! Helpers for ot3d's cross-crate tests: finding the repository and the MNIST data, and
+//! deciding whether a test that needs the data may skip.
 
-use ot3d_models::mnist::{LabeledImages, Split};
+use ot3d_models::mnist::{LabeledImages, MNIST_FILES, MnistFile, Split};
 use std::path::PathBuf;
 
 pub fn repo_root() -> PathBuf {
     xtask::repo_root()
 }
 
-/// Loads a verified MNIST split from data/mnist. When the data is absent the test is
-/// skipped (returns None) unless OT3D_REQUIRE_DATA is set, as `cargo xtask test` and CI
-/// do after fetching it — there a missing file is a failure.
-pub fn mnist_split(split: Split) -> Option<LabeledImages> {
+/// The MNIST directory (data/mnist) if it holds the four files. When they are absent the
+/// calling test is skipped (None) unless OT3D_REQUIRE_DATA is set, as `cargo xtask test`
+/// and CI do after fetching them — there a missing file is a failure.
+pub fn mnist_dir() -> Option<PathBuf> {
     let dir = repo_root().join("data/mnist");
-    let (images_spec, labels_spec) = split.files();
-    let read = |name: &str| std::fs::read(dir.join(name));
-    match (read(images_spec.name), read(labels_spec.name)) {
-        (Ok(images), Ok(labels)) => {
-            images_spec
-                .verify(&images)
-                .expect("MNIST images corrupt: delete data/mnist and run `cargo xtask data`");
-            labels_spec
-                .verify(&labels)
-                .expect("MNIST labels corrupt: delete data/mnist and run `cargo xtask data`");
-            Some(LabeledImages::parse(&images, &labels).expect("verified MNIST parses"))
-        }
-        _ if std::env::var_os("OT3D_REQUIRE_DATA").is_some() => {
-            panic!(
-                "MNIST missing in {} although OT3D_REQUIRE_DATA is set: run `cargo xtask data`",
-                dir.display()
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipped: MNIST not in {} (run `cargo xtask data`)",
-                dir.display()
-            );
-            None
-        }
+    if MNIST_FILES.iter().all(|f| dir.join(f.name).is_file()) {
+        Some(dir)
+    } else if std::env::var_os("OT3D_REQUIRE_DATA").is_some() {
+        panic!(
+            "MNIST missing in {} although OT3D_REQUIRE_DATA is set: run `cargo xtask data`",
+            dir.display()
+        )
+    } else {
+        eprintln!(
+            "skipped: MNIST not in {} (run `cargo xtask data`)",
+            dir.display()
+        );
+        None
     }
+}
+
+/// Loads a verified MNIST split from data/mnist (None: skipped, see [`mnist_dir`]).
+pub fn mnist_split(split: Split) -> Option<LabeledImages> {
+    let dir = mnist_dir()?;
+    let read = |spec: &MnistFile| {
+        let bytes = std::fs::read(dir.join(spec.name)).expect("reading MNIST");
+        spec.verify(&bytes)
+            .expect("MNIST corrupt: delete data/mnist and run `cargo xtask data`");
+        bytes
+    };
+    let (images, labels) = split.files();
+    Some(LabeledImages::parse(&read(images), &read(labels)).expect("verified MNIST parses"))
 }

@@ -9,6 +9,7 @@ use ot3d_trainer::digits::{ClassDigits, DigitOrigin};
 use ot3d_trainer::mnist_dir::{DEFAULT_MNIST_DIR, load_split};
 use ot3d_trainer::preview::{PreviewRequest, write_preview};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Neural Optimal Transport on colored 3D MNIST digits.
 #[derive(Parser)]
@@ -179,23 +180,37 @@ struct PreviewArgs {
     out: PathBuf,
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
         Command::Data(DataCommand::Info { data_dir }) => data_info(&data_dir),
         Command::Data(DataCommand::Preview(args)) => data_preview(&args),
+    };
+    // User errors print as one readable chain ("error: what: why"), never as a backtrace.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn data_info(dir: &std::path::Path) -> Result<()> {
-    println!("MNIST in {} (checksums verified):", dir.display());
+    let splits = Split::ALL
+        .into_iter()
+        .map(|split| load_split(dir, split).map(|set| (split, set)))
+        .collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "MNIST in {} (length, MD5 and SHA-256 of all four files verified):",
+        dir.display()
+    );
     println!(
         "{:<6} {:>7}  {}",
         "split",
         "total",
         (0..10).map(|d| format!("{d:>6}")).collect::<String>()
     );
-    for split in Split::ALL {
-        let set = load_split(dir, split)?;
+    for (split, set) in splits {
         let counts = set.class_counts();
         println!(
             "{:<6} {:>7}  {}",

@@ -14,35 +14,36 @@ const FETCH_HINT: &str = "run `cargo xtask data` in the ot3d checkout (it fetche
 pub enum MnistDirError {
     #[error("MNIST file {path} not found: {FETCH_HINT}")]
     Missing { path: PathBuf },
-    #[error("cannot read {path}: {source}")]
+    // Causes are part of each message (not `source` fields), so a chained print shows them once.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path} is not the canonical MNIST file: {source}. Delete it and {FETCH_HINT}")]
+    #[error("{path} is not the canonical MNIST file: {problem}. Delete it and {FETCH_HINT}")]
     Checksum {
         path: PathBuf,
-        source: ChecksumError,
+        problem: ChecksumError,
     },
-    #[error("{path} is not a valid IDX file: {source}. Delete it and {FETCH_HINT}")]
-    Idx { path: PathBuf, source: IdxError },
+    #[error("{path} is not a valid IDX file: {problem}. Delete it and {FETCH_HINT}")]
+    Idx { path: PathBuf, problem: IdxError },
 }
 
 /// Reads one canonical file and checks its length, MD5 and SHA-256.
 pub fn read_verified(dir: &Path, spec: &MnistFile) -> Result<Vec<u8>, MnistDirError> {
     let path = dir.join(spec.name);
-    let bytes = std::fs::read(&path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
+    let bytes = std::fs::read(&path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
             MnistDirError::Missing { path: path.clone() }
         } else {
             MnistDirError::Read {
                 path: path.clone(),
-                source,
+                error,
             }
         }
     })?;
     spec.verify(&bytes)
-        .map_err(|source| MnistDirError::Checksum { path, source })?;
+        .map_err(|problem| MnistDirError::Checksum { path, problem })?;
     Ok(bytes)
 }
 
@@ -51,8 +52,8 @@ pub fn load_split(dir: &Path, split: Split) -> Result<LabeledImages, MnistDirErr
     let (images_spec, labels_spec) = split.files();
     let images = read_verified(dir, images_spec)?;
     let labels = read_verified(dir, labels_spec)?;
-    LabeledImages::parse(&images, &labels).map_err(|source| MnistDirError::Idx {
+    LabeledImages::parse(&images, &labels).map_err(|problem| MnistDirError::Idx {
         path: dir.join(images_spec.name),
-        source,
+        problem,
     })
 }

@@ -19,11 +19,8 @@ pub struct PreviewRequest {
 pub enum PreviewError {
     #[error(transparent)]
     Digits(#[from] DigitsError),
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot write {path}: {error}")]
+    Write { path: String, error: std::io::Error },
 }
 
 /// Renders `request.count` random digits of `digits` into one PNG at `out` (written
@@ -41,9 +38,9 @@ pub fn write_preview(
         .map(|(_, g)| render_voxels(g, request.cell))
         .collect();
     let sheet = tile(&pictures, request.columns, request.cell.max(2));
-    write_atomic(out, &sheet.to_png()).map_err(|source| PreviewError::Write {
+    write_atomic(out, &sheet.to_png()).map_err(|error| PreviewError::Write {
         path: out.display().to_string(),
-        source,
+        error,
     })?;
     Ok(picked.into_iter().map(|(i, _)| i).collect())
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 use xtask::{data, demo, repo_root, test};
 
 /// ot3d automation. Run from anywhere inside the checkout.
@@ -29,11 +30,18 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let root = repo_root();
-    match Cli::parse().command {
+    let result: Result<()> = match Cli::parse().command {
         Command::Data => data::ensure_mnist(&root).map(|_| ()),
         Command::Test => test::run_all(&root),
         Command::Demo { port, no_serve } => demo::run(&root, port, !no_serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nerror: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

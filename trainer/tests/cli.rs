@@ -1,0 +1,185 @@
+//! The `ot3d` binary as a user meets it: previews of every flavor, and clear errors for
+//! missing or corrupt data and bad arguments.
+
+use ot3d_tests::mnist_dir;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ot3d(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ot3d"))
+        .args(args)
+        .output()
+        .expect("ot3d runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Decodes a PNG and returns (width, height, share of pixels that are not background).
+fn png_summary(path: &Path) -> (u32, u32, f64) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let bg = ot3d_models::render::BACKGROUND;
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(3).collect();
+    let colored = pixels.iter().filter(|p| **p != bg).count();
+    (
+        info.width,
+        info.height,
+        colored as f64 / pixels.len() as f64,
+    )
+}
+
+#[test]
+fn preview_writes_a_png_of_colored_digits_for_every_flavor() {
+    let Some(dir) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    for flavor in ["plain", "rotated", "kaggle-style"] {
+        let out = work.path().join(format!("{flavor}.png"));
+        let result = ot3d(&[
+            "data",
+            "preview",
+            "--flavor",
+            flavor,
+            "--digit",
+            "5",
+            "--count",
+            "6",
+            "--columns",
+            "3",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(result.status.success(), "{flavor}: {}", stderr(&result));
+        let (width, height, colored) = png_summary(&out);
+        assert!(
+            width > height,
+            "{flavor}: 3 columns × 2 rows should be wider than tall"
+        );
+        assert!(
+            (0.03..0.6).contains(&colored),
+            "{flavor}: {colored:.3} of the sheet is digits"
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_picture() {
+    let Some(dir) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str| {
+        let out = work.path().join(name);
+        let result = ot3d(&[
+            "data",
+            "preview",
+            "--flavor",
+            "kaggle-style",
+            "--seed",
+            seed,
+            "--count",
+            "3",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(result.status.success(), "{}", stderr(&result));
+        std::fs::read(out).unwrap()
+    };
+    assert_eq!(run("a.png", "4"), run("b.png", "4"));
+    assert_ne!(run("a.png", "4"), run("c.png", "5"));
+}
+
+#[test]
+fn info_prints_the_canonical_counts() {
+    let Some(dir) = mnist_dir() else { return };
+    let result = ot3d(&["data", "info", "--data-dir", dir.to_str().unwrap()]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let text = String::from_utf8_lossy(&result.stdout);
+    for count in ["6131", "5421", "1010", "892"] {
+        assert!(text.contains(count), "{count} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn missing_data_names_the_file_and_the_fix() {
+    let work = tempfile::tempdir().unwrap();
+    let result = ot3d(&["data", "info", "--data-dir", work.path().to_str().unwrap()]);
+    assert!(!result.status.success());
+    let err = stderr(&result);
+    assert!(
+        err.contains("train-images-idx3-ubyte") && err.contains("cargo xtask data"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_corrupt_byte_is_caught_and_named() {
+    let Some(dir) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    for f in ot3d_models::mnist::MNIST_FILES.iter() {
+        std::fs::copy(dir.join(f.name), work.path().join(f.name)).unwrap();
+    }
+    let victim = work.path().join("t10k-images-idx3-ubyte");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[5000] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+    let out = work.path().join("never.png");
+    let result = ot3d(&[
+        "data",
+        "preview",
+        "--split",
+        "test",
+        "--data-dir",
+        work.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!result.status.success());
+    let err = stderr(&result);
+    assert!(
+        err.contains("t10k-images-idx3-ubyte")
+            && err.contains("md5")
+            && err.contains("cargo xtask data"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no picture from corrupt data");
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_reason() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["data", "preview", "--digit", "11"], "11"),
+        (&["data", "preview", "--flavor", "cubist"], "cubist"),
+        (&["data", "preview", "--flavor", "kaggle-h5"], "--h5"),
+        (
+            &["data", "preview", "--band-start", "9", "--band-end", "4"],
+            "depth band",
+        ),
+        (
+            &[
+                "data",
+                "preview",
+                "--flavor",
+                "rotated",
+                "--max-degrees",
+                "400",
+            ],
+            "max_degrees",
+        ),
+    ];
+    for (args, needle) in cases {
+        let result = ot3d(args);
+        assert!(!result.status.success(), "{args:?} should fail");
+        let err = stderr(&result);
+        assert!(
+            err.contains(needle) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}
