@@ -30,7 +30,7 @@ impl Split {
     }
 
     /// Number of images in this split.
-    pub fn len(self) -> usize {
+    pub fn image_count(self) -> usize {
         match self {
             Split::Train => 60_000,
             Split::Test => 10_000,
@@ -447,9 +447,12 @@ mod tests {
     fn split_files_and_counts_agree() {
         for split in Split::ALL {
             let (images, labels) = split.files();
-            assert_eq!(images.len, 16 + split.len() * MNIST_PIXELS);
-            assert_eq!(labels.len, 8 + split.len());
-            assert_eq!(split.class_counts().iter().sum::<usize>(), split.len());
+            assert_eq!(images.len, 16 + split.image_count() * MNIST_PIXELS);
+            assert_eq!(labels.len, 8 + split.image_count());
+            assert_eq!(
+                split.class_counts().iter().sum::<usize>(),
+                split.image_count()
+            );
         }
         assert_eq!(Split::Train.class_counts()[3], 6131);
         assert_eq!(Split::Train.class_counts()[5], 5421);

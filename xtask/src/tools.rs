@@ -12,15 +12,12 @@ pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 pub fn locked_wasm_bindgen_version(root: &Path) -> Result<String> {
     let lock =
         std::fs::read_to_string(root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
-    let mut lines = lock.lines();
+    let mut lines = lock.lines().map(str::trim);
     while let Some(line) = lines.next() {
-        if line.trim() == "name = \"wasm-bindgen\"" {
-            if let Some(version) = lines
-                .next()
-                .and_then(|l| l.trim().strip_prefix("version = "))
-            {
-                return Ok(version.trim_matches('"').to_string());
-            }
+        if line == "name = \"wasm-bindgen\""
+            && let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = "))
+        {
+            return Ok(version.trim_matches('"').to_string());
         }
     }
     bail!("Cargo.lock has no wasm-bindgen package; is the ot3d-wasm crate in the workspace?")

@@ -48,10 +48,10 @@ mod tests {
 
     #[test]
     fn axes_map_as_documented() {
+        let at = |x: usize, y: usize, z: usize| (x * GRID + y) * GRID + z;
         let mut v = vec![0.0; VOXELS];
-        // x = 3, y = 0 (bottom), z = 5, density 2 → normalized to 1.
-        v[(3 * GRID) * GRID + 5] = 2.0;
-        v[(1 * GRID + 15) * GRID] = 1.0; // x = 1, y = 15 (top), z = 0
+        v[at(3, 0, 5)] = 2.0; // bottom row; the densest voxel, normalized to 1
+        v[at(1, 15, 0)] = 1.0; // top row
         let g = from_kaggle_vector(&v, [0.0, 1.0, 0.0]).unwrap();
         assert_eq!(g.get(1, 5, 15, 3), 1.0);
         assert_eq!(g.get(1, 0, 0, 1), 0.5);
