@@ -3,7 +3,7 @@
 
 use crate::shell::step;
 use crate::wasm_pkg::{GlueTarget, build};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
@@ -13,6 +13,15 @@ pub fn run(root: &Path, port: u16, serve: bool) -> Result<()> {
     crate::tools::ensure_wasm_bindgen(root)?;
     crate::data::ensure_mnist(root)?;
     let dist = build_site(root)?;
+    if !dist.join("index.html").is_file() {
+        bail!(
+            "the wasm package is built in {}, but the page itself (www/index.html: WebGPU/CPU \
+             inference and three-d rendering) does not exist yet; it arrives with issue #5, \
+             the browser demo. Until then, look at digits with \
+             `cargo run --release -p ot3d-trainer -- data preview --out preview.png`",
+            dist.join("pkg").display()
+        );
+    }
     if !serve {
         println!("\nSite built in {}", dist.display());
         return Ok(());
@@ -35,7 +44,10 @@ pub fn build_site(root: &Path) -> Result<PathBuf> {
         std::fs::read_dir(&www).with_context(|| format!("cannot list {}", www.display()))?
     {
         let path = entry?.path();
-        if path.is_file() {
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if path.is_file() && !hidden {
             let target = dist.join(path.file_name().expect("a file has a name"));
             std::fs::copy(&path, &target)
                 .with_context(|| format!("cannot copy {}", path.display()))?;

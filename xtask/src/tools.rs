@@ -3,7 +3,7 @@
 
 use crate::shell::{cargo, output, run, step};
 use anyhow::{Context, Result, bail};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -36,9 +36,22 @@ pub fn ensure_wasm_target() -> Result<()> {
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
 }
 
+/// The `wasm-bindgen` CLI: from PATH, else where `cargo install` puts it (a fresh
+/// machine's shell may not have ~/.cargo/bin on PATH yet).
+pub fn wasm_bindgen_program() -> PathBuf {
+    if output(Command::new("wasm-bindgen").arg("--version")).is_some() {
+        return PathBuf::from("wasm-bindgen");
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_default();
+    cargo_home.join("bin/wasm-bindgen")
+}
+
 pub fn ensure_wasm_bindgen(root: &Path) -> Result<()> {
     let version = locked_wasm_bindgen_version(root)?;
-    let have = output(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    let have = output(Command::new(wasm_bindgen_program()).arg("--version")).unwrap_or_default();
     if have.split_whitespace().nth(1) == Some(version.as_str()) {
         println!("    wasm-bindgen CLI {version}: installed");
         return Ok(());

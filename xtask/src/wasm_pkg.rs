@@ -2,7 +2,7 @@
 //! ot3d-wasm`, then `wasm-bindgen` to JS glue for the web (the site) or for Node (tests).
 
 use crate::shell::{cargo, output, run};
-use crate::tools::WASM_TARGET;
+use crate::tools::{WASM_TARGET, wasm_bindgen_program};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,7 +59,7 @@ pub fn build(root: &Path, glue: GlueTarget, out: &Path) -> Result<()> {
     let wasm = target_dir(root)?
         .join(WASM_TARGET)
         .join("release/ot3d_wasm.wasm");
-    run(Command::new("wasm-bindgen")
+    run(Command::new(wasm_bindgen_program())
         .args(["--target", glue.flag(), "--no-typescript", "--out-dir"])
         .arg(out)
         .arg(&wasm))
