@@ -14,6 +14,8 @@
 //! and in wasm.
 
 pub mod mnist;
+#[cfg(feature = "nn")]
+pub mod nets;
 pub mod render;
 pub mod rng;
 pub mod voxel;

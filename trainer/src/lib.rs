@@ -1,8 +1,10 @@
 //! ot3d-trainer: the native side of ot3d — data loading (MNIST IDX, Kaggle 3D MNIST .h5),
-//! per-class colored voxel digit sets, previews, and file helpers.
+//! per-class colored voxel digit sets, previews, NOT training, and file helpers.
 
 pub mod atomic_file;
+pub mod device;
 pub mod digits;
 pub mod kaggle_h5;
 pub mod mnist_dir;
 pub mod preview;
+pub mod training;

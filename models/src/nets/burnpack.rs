@@ -1,0 +1,42 @@
+//! Modules to and from burnpack bytes (burn's `.bpk` format), with every failure a typed
+//! error: a truncated or foreign file, or one whose tensors do not fit the module.
+
+use burn::module::Module;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::Bytes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BurnpackError {
+    #[error("cannot encode the weights: {0}")]
+    Encode(String),
+    #[error("not a readable burnpack file: {0}")]
+    Decode(String),
+    #[error("the weights do not fit this network: {0}")]
+    Mismatch(String),
+}
+
+/// Encodes all parameters of `module` (with their ids, so optimizer state can follow them).
+pub fn to_bytes<M: Module>(module: &M) -> Result<Vec<u8>, BurnpackError> {
+    let mut store = BurnpackStore::from_bytes(None);
+    module
+        .save_into(&mut store)
+        .map_err(|e| BurnpackError::Encode(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| BurnpackError::Encode(e.to_string()))?;
+    Ok(bytes.to_vec())
+}
+
+/// Loads parameters into `module` (built from the same config): every tensor must be
+/// present, of the right shape, and none may be left over.
+pub fn load_bytes<M: Module>(mut module: M, bytes: &[u8]) -> Result<M, BurnpackError> {
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes.to_vec())));
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| BurnpackError::Decode(e.to_string()))?;
+    let mut problems: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+    problems.extend(result.missing.iter().map(|(path, _)| format!("missing tensor {path}")));
+    problems.extend(result.unused.iter().map(|path| format!("unexpected tensor {path}")));
+    if !problems.is_empty() {
+        return Err(BurnpackError::Mismatch(problems.join("; ")));
+    }
+    Ok(module)
+}

@@ -1,0 +1,134 @@
+//! T: the transport map, a 3D UNet `[B, 3 (+ noise), 16, 16, 16]` → `[B, 3, 16, 16, 16]`
+//! with residual output `x + g(x)`; g's last layer starts at zero, so T starts as the
+//! identity (the cheapest map under the quadratic cost).
+
+use super::resample::upsample_nearest2;
+use burn::config::Config;
+use burn::module::{Initializer, Module};
+use burn::nn::PaddingConfig3d;
+use burn::nn::conv::{Conv3d, Conv3dConfig};
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{Device, Tensor};
+
+const SLOPE: f64 = 0.2;
+
+/// Shape of T.
+#[derive(Config, Debug, PartialEq)]
+pub struct TransportMapConfig {
+    /// Channels at full resolution; doubled at every level down.
+    #[config(default = 16)]
+    pub width: usize,
+    /// Levels below full resolution (1 → 8³, 2 → 4³, 3 → 2³).
+    #[config(default = 2)]
+    pub depth: usize,
+    /// Extra input channels of Gaussian noise z, for the weak (stochastic) cost; 0 for a
+    /// deterministic map.
+    #[config(default = 0)]
+    pub noise_channels: usize,
+}
+
+fn conv3(channels_in: usize, channels_out: usize, stride: usize, device: &Device) -> Conv3d {
+    Conv3dConfig::new([channels_in, channels_out], [3, 3, 3])
+        .with_stride([stride; 3])
+        .with_padding(PaddingConfig3d::Explicit(1, 1, 1))
+        .init(device)
+}
+
+/// One resolution level on the way down: (strided) conv in, conv.
+#[derive(Module, Debug)]
+struct Down {
+    conv_in: Conv3d,
+    conv: Conv3d,
+}
+
+/// One level on the way up: upsample + conv, then conv over [upsampled, skip].
+#[derive(Module, Debug)]
+struct Up {
+    conv_up: Conv3d,
+    conv_merge: Conv3d,
+}
+
+#[derive(Module, Debug)]
+pub struct TransportMap {
+    down: Vec<Down>,
+    up: Vec<Up>,
+    pub(crate) out: Conv3d,
+    noise_channels: usize,
+}
+
+impl TransportMapConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=256).contains(&self.width) {
+            return Err(format!("T width {} must be 1..=256", self.width));
+        }
+        if !(1..=3).contains(&self.depth) {
+            return Err(format!("T depth {} must be 1..=3 (16³ halves to 2³ at most)", self.depth));
+        }
+        if self.noise_channels > 16 {
+            return Err(format!("T noise channels {} must be 0..=16", self.noise_channels));
+        }
+        Ok(())
+    }
+
+    /// Builds T; panics only on a config that [`validate`](Self::validate) rejects.
+    pub fn init(&self, device: &Device) -> TransportMap {
+        self.validate().expect("invalid TransportMapConfig");
+        let widths: Vec<usize> = (0..=self.depth).map(|level| self.width << level).collect();
+        let mut down = vec![Down {
+            conv_in: conv3(3 + self.noise_channels, widths[0], 1, device),
+            conv: conv3(widths[0], widths[0], 1, device),
+        }];
+        for level in 1..=self.depth {
+            down.push(Down {
+                conv_in: conv3(widths[level - 1], widths[level], 2, device),
+                conv: conv3(widths[level], widths[level], 1, device),
+            });
+        }
+        let up = (0..self.depth)
+            .rev()
+            .map(|level| Up {
+                conv_up: conv3(widths[level + 1], widths[level], 1, device),
+                conv_merge: conv3(2 * widths[level], widths[level], 1, device),
+            })
+            .collect();
+        let out = Conv3dConfig::new([widths[0], 3], [1, 1, 1])
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        TransportMap {
+            down,
+            up,
+            out,
+            noise_channels: self.noise_channels,
+        }
+    }
+}
+
+impl TransportMap {
+    /// Extra noise channels this map expects beside the 3 color channels.
+    pub fn noise_channels(&self) -> usize {
+        self.noise_channels
+    }
+
+    /// T(x) for `x: [B, 3, 16, 16, 16]`, with `z: [B, noise_channels, 16, 16, 16]` when the
+    /// map is stochastic (ignored, and may be None, when it is not).
+    pub fn forward(&self, x: Tensor<5>, z: Option<Tensor<5>>) -> Tensor<5> {
+        let input = match z {
+            Some(z) if self.noise_channels > 0 => Tensor::cat(vec![x.clone(), z], 1),
+            _ => x.clone(),
+        };
+        let mut skips = Vec::with_capacity(self.down.len());
+        let mut h = input;
+        for level in &self.down {
+            h = leaky_relu(level.conv_in.forward(h), SLOPE);
+            h = leaky_relu(level.conv.forward(h), SLOPE);
+            skips.push(h.clone());
+        }
+        skips.pop(); // the deepest level's output is `h` itself
+        for level in &self.up {
+            let skip = skips.pop().expect("one skip per up level");
+            h = leaky_relu(level.conv_up.forward(upsample_nearest2(h)), SLOPE);
+            h = leaky_relu(level.conv_merge.forward(Tensor::cat(vec![h, skip], 1)), SLOPE);
+        }
+        x + self.out.forward(h)
+    }
+}

@@ -1,0 +1,307 @@
+//! The `ot3d` command line's arguments (clap), and their conversion into library configs.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ot3d_models::mnist::Split;
+use ot3d_models::voxel::{Coloring, DigitColor, Flavor, KaggleStyleConfig, VoxelConfig};
+use ot3d_trainer::digits::DigitOrigin;
+use ot3d_trainer::mnist_dir::DEFAULT_MNIST_DIR;
+use ot3d_trainer::training::config::{DataSource, NetsConfig, TrainConfig};
+use std::path::PathBuf;
+
+/// Neural Optimal Transport on colored 3D MNIST digits.
+#[derive(Parser)]
+#[command(name = "ot3d", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Inspect and preview the data.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Learn the transport map T from one digit class to another (NOT, quadratic cost).
+    Train(Box<TrainArgs>),
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Verify the MNIST files and print how many digits of each class each split holds.
+    Info {
+        /// Directory holding the four MNIST IDX files (`cargo xtask data` fills data/mnist).
+        #[arg(long, default_value = DEFAULT_MNIST_DIR)]
+        data_dir: PathBuf,
+    },
+    /// Render random colored 3D digits of one class to a PNG sheet.
+    Preview(PreviewArgs),
+}
+
+/// How 2D digits become 3D.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FlavorArg {
+    /// The digit extruded through a band of depth slices.
+    Plain,
+    /// A random in-plane rotation (±--max-degrees), then extruded.
+    Rotated,
+    /// Point cloud, random 3D rotation, jitter, voxelized (how Kaggle's 3D MNIST was made).
+    KaggleStyle,
+    /// The real Kaggle 3D MNIST file (needs --h5).
+    KaggleH5,
+}
+
+/// A digit's color.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ColorArg {
+    /// One of red, yellow, green, blue at random per digit.
+    Random,
+    Red,
+    Yellow,
+    Green,
+    Blue,
+    /// A random hue at full saturation (the NOT reference's colorization).
+    Hue,
+}
+
+impl ColorArg {
+    fn coloring(self) -> Coloring {
+        match self {
+            ColorArg::Random => Coloring::Palette,
+            ColorArg::Red => Coloring::Fixed(DigitColor::Red),
+            ColorArg::Yellow => Coloring::Fixed(DigitColor::Yellow),
+            ColorArg::Green => Coloring::Fixed(DigitColor::Green),
+            ColorArg::Blue => Coloring::Fixed(DigitColor::Blue),
+            ColorArg::Hue => Coloring::Hue,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Test,
+}
+
+/// How digits are made 3D, and where they come from.
+#[derive(Args)]
+pub struct VoxelArgs {
+    /// Flavor of 3D digits.
+    #[arg(long, value_enum, default_value = "plain")]
+    flavor: FlavorArg,
+    /// Color of the digits.
+    #[arg(long, value_enum, default_value = "random")]
+    color: ColorArg,
+    /// Largest in-plane rotation of the rotated flavor, in degrees.
+    #[arg(long, default_value_t = 45.0)]
+    max_degrees: f64,
+    /// First depth slice of the extruded digit (plain, rotated).
+    #[arg(long, default_value_t = 6)]
+    band_start: usize,
+    /// One past the last depth slice of the extruded digit (plain, rotated).
+    #[arg(long, default_value_t = 12)]
+    band_end: usize,
+    /// Directory holding the four MNIST IDX files (`cargo xtask data` fills data/mnist).
+    #[arg(long, default_value = DEFAULT_MNIST_DIR)]
+    data_dir: PathBuf,
+    /// The Kaggle 3D MNIST file full_dataset_vectors.h5 (for --flavor kaggle-h5).
+    #[arg(long)]
+    h5: Option<PathBuf>,
+}
+
+impl VoxelArgs {
+    /// The voxel settings and where digits come from.
+    pub fn data_source(&self) -> Result<DataSource> {
+        let flavor = match self.flavor {
+            FlavorArg::Plain | FlavorArg::KaggleH5 => Flavor::Plain,
+            FlavorArg::Rotated => Flavor::Rotated {
+                max_degrees: self.max_degrees,
+            },
+            FlavorArg::KaggleStyle => Flavor::KaggleStyle(KaggleStyleConfig::default()),
+        };
+        let voxel = VoxelConfig {
+            flavor,
+            coloring: self.color.coloring(),
+            depth_band: [self.band_start, self.band_end],
+        };
+        voxel.validate().context("invalid voxel settings")?;
+        match (self.flavor, &self.h5) {
+            (FlavorArg::KaggleH5, Some(path)) => Ok(DataSource::KaggleH5 {
+                path: path.clone(),
+                voxel,
+            }),
+            (FlavorArg::KaggleH5, None) => {
+                bail!("--flavor kaggle-h5 needs --h5 PATH, the Kaggle 3D MNIST file full_dataset_vectors.h5")
+            }
+            (_, Some(_)) => bail!("--h5 is only used with --flavor kaggle-h5"),
+            (_, None) => Ok(DataSource::Mnist {
+                dir: self.data_dir.clone(),
+                voxel,
+            }),
+        }
+    }
+}
+
+/// The digit origin of a data source (what the data tools read).
+pub fn origin(source: &DataSource) -> DigitOrigin {
+    match source {
+        DataSource::Mnist { dir, voxel } => DigitOrigin::Mnist {
+            dir: dir.clone(),
+            voxel: voxel.clone(),
+        },
+        DataSource::KaggleH5 { path, voxel } => DigitOrigin::KaggleH5 {
+            path: path.clone(),
+            coloring: voxel.coloring,
+        },
+    }
+}
+
+#[derive(Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub voxel: VoxelArgs,
+    /// Digit class, 0-9.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub digit: u8,
+    /// Which MNIST split to draw from.
+    #[arg(long, value_enum, default_value = "train")]
+    split: SplitArg,
+    /// Seed for picking digits and for their color, rotation and jitter.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// How many digits to show.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub count: u16,
+    /// Pixels per voxel edge.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(2..=32))]
+    pub cell: u16,
+    /// Digits per row of the sheet.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub columns: u16,
+    /// Where to write the PNG.
+    #[arg(long, default_value = "preview.png")]
+    pub out: PathBuf,
+}
+
+impl PreviewArgs {
+    pub fn split(&self) -> Split {
+        match self.split {
+            SplitArg::Train => Split::Train,
+            SplitArg::Test => Split::Test,
+        }
+    }
+}
+
+/// Where the run computes.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BackendArg {
+    /// burn's pure-Rust CPU backend (flex), always available.
+    Cpu,
+    /// WebGPU/wgpu (build with --features wgpu).
+    Wgpu,
+    /// Vulkan through wgpu (build with --features vulkan).
+    Vulkan,
+    /// CUDA (build with --features cuda on a machine with CUDA).
+    Cuda,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Run directory: config.json, log.jsonl and checkpoints go here.
+    #[arg(long, default_value = "runs/three-to-five")]
+    pub run: PathBuf,
+    /// Continue the run in this directory from its latest checkpoint, with its saved
+    /// config; only --steps (to train longer) and --backend apply.
+    #[arg(long, conflicts_with_all = ["init_from", "run"])]
+    pub resume: Option<PathBuf>,
+    /// Start T and f from another run's latest checkpoint (transfer learning).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// Print the config and the networks' parameter counts, then stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Digit class mapped from.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=9))]
+    source: u8,
+    /// Digit class mapped to.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=9))]
+    target: u8,
+    #[command(flatten)]
+    voxel: VoxelArgs,
+    /// Outer steps (one f-step and --t-steps T-steps each).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// T-steps per outer step (K_T).
+    #[arg(long, default_value_t = 10)]
+    t_steps: u32,
+    /// Digits per batch.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Adam learning rate of T.
+    #[arg(long, default_value_t = 1e-4)]
+    lr_t: f64,
+    /// Adam learning rate of f.
+    #[arg(long, default_value_t = 1e-4)]
+    lr_f: f64,
+    /// Channels of T at full resolution.
+    #[arg(long, default_value_t = 16)]
+    t_width: usize,
+    /// Levels of T's UNet below full resolution (1-3).
+    #[arg(long, default_value_t = 2)]
+    t_depth: usize,
+    /// Channels of f's first stage.
+    #[arg(long, default_value_t = 16)]
+    f_width: usize,
+    /// Pooling stages of f (1-4).
+    #[arg(long, default_value_t = 3)]
+    f_stages: usize,
+    /// Checkpoint every this many outer steps (and at the end).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: u64,
+    /// Stop as diverged when a loss's magnitude exceeds this.
+    #[arg(long, default_value_t = 1e6)]
+    max_abs_loss: f64,
+    /// Seed of the initial weights and of every batch: a config reproduces its run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendArg,
+    /// No progress bar (for logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Default outer steps of a new run (the reference trains far longer; see the README).
+const DEFAULT_STEPS: u64 = 1000;
+
+impl TrainArgs {
+    /// The config of a new run from these arguments.
+    pub fn config(&self) -> Result<TrainConfig> {
+        let config = TrainConfig {
+            source: self.source,
+            target: self.target,
+            data: self.voxel.data_source()?,
+            nets: NetsConfig {
+                t_width: self.t_width,
+                t_depth: self.t_depth,
+                f_width: self.f_width,
+                f_stages: self.f_stages,
+            },
+            steps: self.steps.unwrap_or(DEFAULT_STEPS),
+            t_steps: self.t_steps,
+            batch_size: self.batch_size,
+            lr_t: self.lr_t,
+            lr_f: self.lr_f,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            checkpoint_every: self.checkpoint_every,
+            max_abs_loss: self.max_abs_loss,
+            seed: self.seed,
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;
+        Ok(config)
+    }
+}

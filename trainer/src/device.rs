@@ -1,0 +1,61 @@
+//! Picking the device a run computes on: burn's CPU backend always, GPUs where the binary
+//! was built with their feature.
+
+use burn::tensor::Device;
+
+/// A compute backend by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Cpu,
+    Wgpu,
+    Vulkan,
+    Cuda,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "wgpu",
+            Backend::Vulkan => "vulkan",
+            Backend::Cuda => "cuda",
+        }
+    }
+}
+
+fn not_built(backend: Backend) -> String {
+    format!(
+        "this ot3d was built without the {0} backend: rebuild with `cargo build --release -p ot3d-trainer --features {0}`, or use --backend cpu",
+        backend.name()
+    )
+}
+
+/// The device for `backend`, or why it is not available in this build.
+pub fn device(backend: Backend) -> Result<Device, String> {
+    match backend {
+        Backend::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => Ok(Device::wgpu(Default::default())),
+        #[cfg(feature = "vulkan")]
+        Backend::Vulkan => Ok(Device::vulkan(Default::default())),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => Ok(Device::cuda(0)),
+        #[allow(unreachable_patterns)]
+        other => Err(not_built(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_always_works_and_missing_backends_say_how_to_get_them() {
+        assert!(device(Backend::Cpu).is_ok());
+        #[cfg(not(feature = "cuda"))]
+        {
+            let err = device(Backend::Cuda).unwrap_err();
+            assert!(err.contains("--features cuda") && err.contains("--backend cpu"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The NOT objectives with the strong quadratic cost (Korotin et al., 2023, Alg. 1):
+//! f-step `L_f = mean f(T(x)) − mean f(y)`, T-step `L_T = mean ‖x − T(x)‖²/D − mean f(T(x))`,
+//! with D = 3·16³ the number of values per digit.
+
+use burn::tensor::Tensor;
+
+/// `mean over the batch of ‖x − t_x‖² / D`, D = values per sample.
+pub fn transport_cost(x: Tensor<5>, t_x: Tensor<5>) -> Tensor<1> {
+    (x - t_x).powi_scalar(2).mean().reshape([1])
+}
+
+/// `L_f = mean f(T(x)) − mean f(y)`: minimizing it teaches f to score real targets above
+/// mapped digits (the inner maximization of NOT's saddle-point problem).
+pub fn potential_loss(f_t_x: Tensor<2>, f_y: Tensor<2>) -> Tensor<1> {
+    f_t_x.mean() - f_y.mean()
+}
+
+/// `L_T = cost − mean f(T(x))`.
+pub fn transport_loss(cost: Tensor<1>, f_t_x: Tensor<2>) -> Tensor<1> {
+    cost - f_t_x.mean()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    fn scalar(t: Tensor<1>) -> f32 {
+        t.into_scalar::<f32>()
+    }
+
+    #[test]
+    fn cost_is_mean_squared_difference_per_value() {
+        let device = Device::flex();
+        // Two samples of 2 values each (shape [2,1,1,1,2]): differences (1, 3) and (0, 2).
+        let x = Tensor::<1>::from_data(TensorData::from([1.0f32, 3.0, 0.0, 2.0]), &device).reshape([2, 1, 1, 1, 2]);
+        let t_x = Tensor::<5>::zeros([2, 1, 1, 1, 2], &device);
+        // (1 + 9)/2 = 5 and (0 + 4)/2 = 2 → mean 3.5
+        assert_eq!(scalar(transport_cost(x, t_x)), 3.5);
+    }
+
+    #[test]
+    fn potential_and_transport_losses_by_hand() {
+        let device = Device::flex();
+        let f_t_x = Tensor::<1>::from_data(TensorData::from([1.0f32, 3.0]), &device).reshape([2, 1]);
+        let f_y = Tensor::<1>::from_data(TensorData::from([-2.0f32, 0.0, 5.0]), &device).reshape([3, 1]);
+        assert_eq!(scalar(potential_loss(f_t_x.clone(), f_y)), 2.0 - 1.0);
+        let cost = Tensor::<1>::from_data(TensorData::from([0.5f32]), &device);
+        assert_eq!(scalar(transport_loss(cost, f_t_x)), 0.5 - 2.0);
+    }
+}

@@ -1,0 +1,8 @@
+//! NOT training: config, batches, losses, checkpoints and the loop.
+
+pub mod checkpoint;
+pub mod config;
+pub mod log;
+pub mod losses;
+pub mod run;
+pub mod sampler;

@@ -1,0 +1,261 @@
+//! The NOT training loop: per outer step one f-step and K_T T-steps on fresh batches, a
+//! loss log line, a checkpoint every N steps; resume, init-from, divergence guard, Ctrl-C.
+
+use super::checkpoint::{self, Checkpoint, CheckpointError, TrainingState};
+use super::config::{DataSource, TrainConfig};
+use super::log::{LossLog, StepRecord};
+use super::losses::{potential_loss, transport_cost, transport_loss};
+use super::sampler::BatchSampler;
+use crate::atomic_file::write_atomic;
+use crate::digits::{ClassDigits, DigitOrigin, DigitsError};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use ot3d_models::mnist::Split;
+use ot3d_models::rng::SeedRng;
+use ot3d_models::voxel::VoxelError;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// How a run begins.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A new run in an empty (or absent) directory.
+    New,
+    /// Continue the run's latest checkpoint exactly.
+    Resume,
+    /// A new run whose T and f start from another run's latest checkpoint (transfer
+    /// learning); optimizers and step start fresh.
+    InitFrom(PathBuf),
+}
+
+/// How a run ended without error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    Completed { step: u64 },
+    Interrupted { step: u64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid training config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] DigitsError),
+    #[error("cannot make a batch: {0}")]
+    Voxel(#[from] VoxelError),
+    #[error("{dir} already holds a run (config.json): resume it with --resume, or pick another --run directory")]
+    RunExists { dir: PathBuf },
+    #[error("--init-from {other}: its networks ({theirs}) differ from this run's ({ours}); use the same --t-width/--t-depth/--f-width/--f-stages")]
+    NetsMismatch {
+        other: PathBuf,
+        theirs: String,
+        ours: String,
+    },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(
+        "training diverged at step {step}: {what} = {value} (bound ±{bound}); stopped without saving these weights. {}",
+        match checkpoint { Some(dir) => format!("The last good checkpoint is {}: resume from it with a lower learning rate.", dir.display()), None => "No checkpoint was written yet; lower the learning rates and start again.".to_string() }
+    )]
+    Diverged {
+        step: u64,
+        what: &'static str,
+        value: f64,
+        bound: f64,
+        checkpoint: Option<PathBuf>,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |error| TrainError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+pub fn config_path(run: &Path) -> PathBuf {
+    run.join("config.json")
+}
+
+/// Reads a run's saved config.
+pub fn read_config(run: &Path) -> Result<TrainConfig, TrainError> {
+    let path = config_path(run);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+}
+
+fn class_sampler(config: &TrainConfig, digit: u8) -> Result<BatchSampler, TrainError> {
+    let origin = match &config.data {
+        DataSource::Mnist { dir, voxel } => DigitOrigin::Mnist {
+            dir: dir.clone(),
+            voxel: voxel.clone(),
+        },
+        DataSource::KaggleH5 { path, voxel } => DigitOrigin::KaggleH5 {
+            path: path.clone(),
+            coloring: voxel.coloring,
+        },
+    };
+    // Training sees the train split only: test digits stay held out for evaluation.
+    Ok(BatchSampler::new(ClassDigits::load(&origin, Split::Train, digit)?))
+}
+
+fn adam(config: &TrainConfig) -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_beta_1(config.beta_1)
+        .with_beta_2(config.beta_2)
+        .init()
+}
+
+/// Serializes seeded initialization: burn may seed a backend's RNG globally, and another
+/// thread drawing between our seed and our init would make the weights irreproducible.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// New networks and optimizers; the weights follow from `config.seed` alone.
+fn fresh(config: &TrainConfig, device: &Device) -> Checkpoint {
+    let guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(config.seed);
+    let t = config.nets.transport().init(device);
+    let f = config.nets.potential().init(device);
+    drop(guard);
+    Checkpoint {
+        t,
+        f,
+        opt_t: adam(config),
+        opt_f: adam(config),
+        state: TrainingState {
+            step: 0,
+            rng: SeedRng::new(config.seed).state(),
+        },
+    }
+}
+
+fn check(step: u64, what: &'static str, value: f64, config: &TrainConfig, run: &Path) -> Result<(), TrainError> {
+    if value.is_finite() && value.abs() <= config.max_abs_loss {
+        return Ok(());
+    }
+    Err(TrainError::Diverged {
+        step,
+        what,
+        value,
+        bound: config.max_abs_loss,
+        checkpoint: checkpoint::latest_dir(run).ok().filter(|d| d.exists()),
+    })
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_scalar::<f32>() as f64
+}
+
+/// Trains per `config` in `run`, on `device` (gradients are enabled here). Stops early,
+/// after writing a checkpoint, when `stop` becomes true.
+pub fn train(
+    config: &TrainConfig,
+    run: &Path,
+    start: Start,
+    device: &Device,
+    stop: &AtomicBool,
+    progress: bool,
+) -> Result<Finish, TrainError> {
+    config.validate().map_err(TrainError::Config)?;
+    let device = device.clone().autodiff();
+    let source = class_sampler(config, config.source)?;
+    let target = class_sampler(config, config.target)?;
+
+    let mut state = match &start {
+        Start::New | Start::InitFrom(_) => {
+            if config_path(run).exists() {
+                return Err(TrainError::RunExists { dir: run.to_path_buf() });
+            }
+            let mut state = fresh(config, &device);
+            if let Start::InitFrom(other) = &start {
+                let theirs = read_config(other)?;
+                if theirs.nets != config.nets {
+                    return Err(TrainError::NetsMismatch {
+                        other: other.clone(),
+                        theirs: format!("{:?}", theirs.nets),
+                        ours: format!("{:?}", config.nets),
+                    });
+                }
+                let loaded = checkpoint::load_latest(other, state.t, state.f, adam(config), adam(config))?;
+                (state.t, state.f) = (loaded.t, loaded.f);
+            }
+            state
+        }
+        Start::Resume => {
+            let empty = fresh(config, &device);
+            checkpoint::load_latest(run, empty.t, empty.f, empty.opt_t, empty.opt_f)?
+        }
+    };
+    std::fs::create_dir_all(run).map_err(io(run))?;
+    let json = serde_json::to_string_pretty(config).expect("config serializes");
+    write_atomic(&config_path(run), json.as_bytes()).map_err(io(run))?;
+    let mut log = LossLog::open(run, state.state.step).map_err(io(run))?;
+    let mut rng = SeedRng::from_state(state.state.rng);
+
+    let bar = if progress {
+        let bar = ProgressBar::new(config.steps);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} steps {msg} [{elapsed_precise} < {eta_precise}, {per_sec}]")
+                .expect("valid template"),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_position(state.state.step);
+
+    while state.state.step < config.steps {
+        let started = Instant::now();
+        let step = state.state.step + 1;
+
+        // f-step: T fixed (its output detached), f pushed to separate T(x) from real targets.
+        let x = source.batch(config.batch_size, &mut rng, &device)?;
+        let y = target.batch(config.batch_size, &mut rng, &device)?;
+        let t_x = state.t.forward(x, None).detach();
+        let l_f = potential_loss(state.f.forward(t_x), state.f.forward(y));
+        let grads = GradientsParams::from_grads(l_f.backward(), &state.f);
+        state.f = state.opt_f.step(config.lr_f, state.f, grads);
+        let l_f = scalar(l_f);
+        check(step, "L_f", l_f, config, run)?;
+
+        // K_T T-steps: T pulled toward cheap maps that f scores like targets.
+        let (mut l_t, mut cost) = (0.0, 0.0);
+        for _ in 0..config.t_steps {
+            let x = source.batch(config.batch_size, &mut rng, &device)?;
+            let t_x = state.t.forward(x.clone(), None);
+            let cost_t = transport_cost(x, t_x.clone());
+            let loss = transport_loss(cost_t.clone(), state.f.forward(t_x));
+            let grads = GradientsParams::from_grads(loss.backward(), &state.t);
+            state.t = state.opt_t.step(config.lr_t, state.t, grads);
+            (l_t, cost) = (scalar(loss), scalar(cost_t));
+            check(step, "L_T", l_t, config, run)?;
+        }
+
+        state.state = TrainingState { step, rng: rng.state() };
+        let record = StepRecord {
+            step,
+            l_f,
+            l_t,
+            cost,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        log.append(&record).map_err(io(log.path()))?;
+        bar.set_message(format!("L_f {l_f:+.4} L_T {l_t:+.4} cost {cost:.5}"));
+        bar.set_position(step);
+
+        let interrupted = stop.load(Ordering::SeqCst);
+        if step % config.checkpoint_every == 0 || step == config.steps || interrupted {
+            checkpoint::save(run, &state)?;
+        }
+        if interrupted {
+            bar.abandon_with_message(format!("interrupted; checkpoint of step {step} saved"));
+            return Ok(Finish::Interrupted { step });
+        }
+    }
+    bar.finish();
+    Ok(Finish::Completed { step: state.state.step })
+}

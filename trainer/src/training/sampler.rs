@@ -1,0 +1,33 @@
+//! Fresh random batches of colored voxel digits of one class, as `[B, 3, 16, 16, 16]`
+//! tensors: every draw picks digits uniformly and voxelizes them with a new seed, so
+//! colors, rotations and jitter differ every time a digit comes back.
+
+use crate::digits::ClassDigits;
+use burn::tensor::{Device, Tensor, TensorData};
+use ot3d_models::rng::SeedRng;
+use ot3d_models::voxel::{GRID, VoxelError};
+
+pub struct BatchSampler {
+    digits: ClassDigits,
+}
+
+impl BatchSampler {
+    pub fn new(digits: ClassDigits) -> Self {
+        Self { digits }
+    }
+
+    pub fn class_size(&self) -> usize {
+        self.digits.len()
+    }
+
+    /// Draws `batch` digits using (and advancing) `rng`.
+    pub fn batch(&self, batch: usize, rng: &mut SeedRng, device: &Device) -> Result<Tensor<5>, VoxelError> {
+        let mut values = Vec::with_capacity(batch * 3 * GRID * GRID * GRID);
+        for _ in 0..batch {
+            let index = rng.below(self.digits.len() as u64) as usize;
+            let seed = rng.next_u64();
+            values.extend_from_slice(self.digits.grid(index, seed)?.as_slice());
+        }
+        Ok(Tensor::from_data(TensorData::new(values, [batch, 3, GRID, GRID, GRID]), device))
+    }
+}

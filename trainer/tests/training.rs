@@ -1,0 +1,181 @@
+//! NOT training on real MNIST with tiny networks for a few steps: the log, exact resume,
+//! the divergence guard, Ctrl-C, run-directory protection and transfer from another run.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::AdamConfig;
+use burn::tensor::{Device, Tensor};
+use ot3d_tests::mnist_dir;
+use ot3d_trainer::training::checkpoint::{latest_dir, load_latest};
+use ot3d_trainer::training::config::{NetsConfig, TrainConfig};
+use ot3d_trainer::training::log::read_log;
+use ot3d_trainer::training::run::{Finish, Start, TrainError, read_config, train};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+fn tiny(steps: u64) -> Option<TrainConfig> {
+    let mut config = TrainConfig::reference(mnist_dir()?);
+    config.nets = NetsConfig {
+        t_width: 2,
+        t_depth: 1,
+        f_width: 2,
+        f_stages: 1,
+    };
+    config.steps = steps;
+    config.t_steps = 2;
+    config.batch_size = 4;
+    config.checkpoint_every = 2;
+    config.lr_t = 1e-3;
+    config.lr_f = 1e-3;
+    Some(config)
+}
+
+fn run(config: &TrainConfig, dir: &Path, start: Start) -> Result<Finish, TrainError> {
+    train(config, dir, start, &Device::flex(), &AtomicBool::new(false), false)
+}
+
+fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// Every parameter value of T and f in a run's latest checkpoint, in module order.
+fn weights(config: &TrainConfig, dir: &Path) -> Vec<f32> {
+    let device = Device::flex();
+    let adam = || AdamConfig::new().init();
+    let t = config.nets.transport().init(&device);
+    let f = config.nets.potential().init(&device);
+    let checkpoint = load_latest(dir, t, f, adam(), adam()).unwrap();
+    let mut values = Vec::new();
+    checkpoint.t.visit(&mut Collect(&mut values));
+    checkpoint.f.visit(&mut Collect(&mut values));
+    values
+}
+
+struct Collect<'a>(&'a mut Vec<f32>);
+
+impl ModuleVisitor for Collect<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+    }
+}
+
+#[test]
+fn losses_move_and_every_step_is_logged() {
+    let Some(config) = tiny(4) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(run(&config, dir.path(), Start::New).unwrap(), Finish::Completed { step: 4 });
+    let log = read_log(dir.path()).unwrap();
+    assert_eq!(log.iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert!(log.iter().all(|r| r.l_f.is_finite() && r.l_t.is_finite() && r.cost >= 0.0));
+    assert!(log.windows(2).any(|w| w[0].l_f != w[1].l_f), "L_f never moved");
+    assert!(log.last().unwrap().cost > 0.0, "T left the identity");
+    assert_eq!(read_config(dir.path()).unwrap(), config);
+    assert!(latest_dir(dir.path()).unwrap().ends_with("step-00000004"));
+}
+
+#[test]
+fn resume_continues_bit_for_bit() {
+    let Some(config) = tiny(4) else { return };
+    let straight = tempfile::tempdir().unwrap();
+    run(&config, straight.path(), Start::New).unwrap();
+
+    let split = tempfile::tempdir().unwrap();
+    let half = TrainConfig { steps: 2, ..config.clone() };
+    run(&half, split.path(), Start::New).unwrap();
+    run(&config, split.path(), Start::Resume).unwrap();
+
+    // Weight files embed random parameter ids, so compare the values themselves.
+    let (a, b) = (weights(&config, straight.path()), weights(&config, split.path()));
+    assert_eq!(a.len(), b.len());
+    let differing = a.iter().zip(&b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+    assert_eq!(differing, 0, "{differing} of {} parameters differ after resume", a.len());
+    assert_eq!(
+        read(latest_dir(straight.path()).unwrap().join("state.json")),
+        read(latest_dir(split.path()).unwrap().join("state.json"))
+    );
+    // Wall-clock seconds are the one field allowed to differ.
+    let losses = |dir: &Path| {
+        read_log(dir)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.step, r.l_f, r.l_t, r.cost))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(losses(straight.path()), losses(split.path()));
+}
+
+#[test]
+fn divergence_stops_and_keeps_the_last_good_checkpoint() {
+    let Some(config) = tiny(2) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    run(&config, dir.path(), Start::New).unwrap();
+    let good = latest_dir(dir.path()).unwrap();
+    let good_t = read(good.join("t.bpk"));
+
+    // The same run continued under an impossible bound "diverges" at its next step.
+    let strict = TrainConfig { steps: 4, max_abs_loss: 1e-30, ..config };
+    let err = run(&strict, dir.path(), Start::Resume).unwrap_err();
+    match &err {
+        TrainError::Diverged { step, checkpoint, .. } => {
+            assert_eq!(*step, 3);
+            assert_eq!(checkpoint.as_deref(), Some(good.as_path()));
+        }
+        other => panic!("expected divergence, got {other}"),
+    }
+    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    assert_eq!(latest_dir(dir.path()).unwrap(), good);
+    assert_eq!(read(good.join("t.bpk")), good_t);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let err = run(&strict, fresh.path(), Start::New).unwrap_err();
+    assert!(err.to_string().contains("No checkpoint was written yet"), "{err}");
+}
+
+#[test]
+fn a_stop_request_checkpoints_and_returns() {
+    let Some(config) = tiny(50) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(true);
+    let finish = train(&config, dir.path(), Start::New, &Device::flex(), &stop, false).unwrap();
+    assert_eq!(finish, Finish::Interrupted { step: 1 });
+    assert!(latest_dir(dir.path()).unwrap().ends_with("step-00000001"));
+}
+
+#[test]
+fn a_new_run_never_overwrites_an_old_one() {
+    let Some(config) = tiny(1) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    run(&config, dir.path(), Start::New).unwrap();
+    let before = read(dir.path().join("log.jsonl"));
+    let err = run(&config, dir.path(), Start::New).unwrap_err();
+    assert!(matches!(err, TrainError::RunExists { .. }), "{err}");
+    assert_eq!(read(dir.path().join("log.jsonl")), before);
+
+    let empty = tempfile::tempdir().unwrap();
+    let err = run(&config, empty.path(), Start::Resume).unwrap_err();
+    assert!(err.to_string().contains("no checkpoint"), "{err}");
+}
+
+#[test]
+fn init_from_starts_where_another_run_ended() {
+    let Some(mut config) = tiny(2) else { return };
+    config.t_steps = 1;
+    let first = tempfile::tempdir().unwrap();
+    run(&config, first.path(), Start::New).unwrap();
+
+    // A fresh T is the identity, so its first T-step costs exactly 0; a transferred T does not.
+    let one = TrainConfig { steps: 1, ..config.clone() };
+    let fresh = tempfile::tempdir().unwrap();
+    run(&one, fresh.path(), Start::New).unwrap();
+    assert_eq!(read_log(fresh.path()).unwrap()[0].cost, 0.0);
+    let transferred = tempfile::tempdir().unwrap();
+    run(&one, transferred.path(), Start::InitFrom(first.path().to_path_buf())).unwrap();
+    assert!(read_log(transferred.path()).unwrap()[0].cost > 0.0);
+
+    let wider = TrainConfig {
+        nets: NetsConfig { t_width: 3, ..config.nets.clone() },
+        ..one
+    };
+    let other = tempfile::tempdir().unwrap();
+    let err = run(&wider, other.path(), Start::InitFrom(first.path().to_path_buf())).unwrap_err();
+    assert!(matches!(err, TrainError::NetsMismatch { .. }), "{err}");
+}
