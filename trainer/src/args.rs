@@ -131,7 +131,9 @@ impl VoxelArgs {
                 voxel,
             }),
             (FlavorArg::KaggleH5, None) => {
-                bail!("--flavor kaggle-h5 needs --h5 PATH, the Kaggle 3D MNIST file full_dataset_vectors.h5")
+                bail!(
+                    "--flavor kaggle-h5 needs --h5 PATH, the Kaggle 3D MNIST file full_dataset_vectors.h5"
+                )
             }
             (_, Some(_)) => bail!("--h5 is only used with --flavor kaggle-h5"),
             (_, None) => Ok(DataSource::Mnist {

@@ -55,7 +55,10 @@ mod tests {
         #[cfg(not(feature = "cuda"))]
         {
             let err = device(Backend::Cuda).unwrap_err();
-            assert!(err.contains("--features cuda") && err.contains("--backend cpu"), "{err}");
+            assert!(
+                err.contains("--features cuda") && err.contains("--backend cpu"),
+                "{err}"
+            );
         }
     }
 }

@@ -118,7 +118,10 @@ fn train_command(args: &TrainArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&config)?);
         println!("T (transport UNet): {} parameters", parameter_count(&t));
         println!("f (potential ResNet): {} parameters", parameter_count(&f));
-        println!("run directory: {} ({start:?}); nothing trained (--dry-run)", run.display());
+        println!(
+            "run directory: {} ({start:?}); nothing trained (--dry-run)",
+            run.display()
+        );
         return Ok(());
     }
 
@@ -142,7 +145,10 @@ fn train_command(args: &TrainArgs) -> Result<()> {
         config.steps
     );
     match train(&config, &run, start, &device, &stop, !args.quiet)? {
-        Finish::Completed { step } => println!("done: {step} steps; checkpoint and log.jsonl in {}", run.display()),
+        Finish::Completed { step } => println!(
+            "done: {step} steps; checkpoint and log.jsonl in {}",
+            run.display()
+        ),
         Finish::Interrupted { step } => println!(
             "stopped at step {step}; continue with `ot3d train --resume {}`",
             run.display()

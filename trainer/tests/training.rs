@@ -30,7 +30,14 @@ fn tiny(steps: u64) -> Option<TrainConfig> {
 }
 
 fn run(config: &TrainConfig, dir: &Path, start: Start) -> Result<Finish, TrainError> {
-    train(config, dir, start, &Device::flex(), &AtomicBool::new(false), false)
+    train(
+        config,
+        dir,
+        start,
+        &Device::flex(),
+        &AtomicBool::new(false),
+        false,
+    )
 }
 
 fn read(path: impl AsRef<Path>) -> Vec<u8> {
@@ -54,7 +61,8 @@ struct Collect<'a>(&'a mut Vec<f32>);
 
 impl ModuleVisitor for Collect<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+        self.0
+            .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
     }
 }
 
@@ -62,11 +70,23 @@ impl ModuleVisitor for Collect<'_> {
 fn losses_move_and_every_step_is_logged() {
     let Some(config) = tiny(4) else { return };
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(run(&config, dir.path(), Start::New).unwrap(), Finish::Completed { step: 4 });
+    assert_eq!(
+        run(&config, dir.path(), Start::New).unwrap(),
+        Finish::Completed { step: 4 }
+    );
     let log = read_log(dir.path()).unwrap();
-    assert_eq!(log.iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-    assert!(log.iter().all(|r| r.l_f.is_finite() && r.l_t.is_finite() && r.cost >= 0.0));
-    assert!(log.windows(2).any(|w| w[0].l_f != w[1].l_f), "L_f never moved");
+    assert_eq!(
+        log.iter().map(|r| r.step).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(
+        log.iter()
+            .all(|r| r.l_f.is_finite() && r.l_t.is_finite() && r.cost >= 0.0)
+    );
+    assert!(
+        log.windows(2).any(|w| w[0].l_f != w[1].l_f),
+        "L_f never moved"
+    );
     assert!(log.last().unwrap().cost > 0.0, "T left the identity");
     assert_eq!(read_config(dir.path()).unwrap(), config);
     assert!(latest_dir(dir.path()).unwrap().ends_with("step-00000004"));
@@ -79,15 +99,30 @@ fn resume_continues_bit_for_bit() {
     run(&config, straight.path(), Start::New).unwrap();
 
     let split = tempfile::tempdir().unwrap();
-    let half = TrainConfig { steps: 2, ..config.clone() };
+    let half = TrainConfig {
+        steps: 2,
+        ..config.clone()
+    };
     run(&half, split.path(), Start::New).unwrap();
     run(&config, split.path(), Start::Resume).unwrap();
 
     // Weight files embed random parameter ids, so compare the values themselves.
-    let (a, b) = (weights(&config, straight.path()), weights(&config, split.path()));
+    let (a, b) = (
+        weights(&config, straight.path()),
+        weights(&config, split.path()),
+    );
     assert_eq!(a.len(), b.len());
-    let differing = a.iter().zip(&b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
-    assert_eq!(differing, 0, "{differing} of {} parameters differ after resume", a.len());
+    let differing = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count();
+    assert_eq!(
+        differing,
+        0,
+        "{differing} of {} parameters differ after resume",
+        a.len()
+    );
     assert_eq!(
         read(latest_dir(straight.path()).unwrap().join("state.json")),
         read(latest_dir(split.path()).unwrap().join("state.json"))
@@ -112,10 +147,16 @@ fn divergence_stops_and_keeps_the_last_good_checkpoint() {
     let good_t = read(good.join("t.bpk"));
 
     // The same run continued under an impossible bound "diverges" at its next step.
-    let strict = TrainConfig { steps: 4, max_abs_loss: 1e-30, ..config };
+    let strict = TrainConfig {
+        steps: 4,
+        max_abs_loss: 1e-30,
+        ..config
+    };
     let err = run(&strict, dir.path(), Start::Resume).unwrap_err();
     match &err {
-        TrainError::Diverged { step, checkpoint, .. } => {
+        TrainError::Diverged {
+            step, checkpoint, ..
+        } => {
             assert_eq!(*step, 3);
             assert_eq!(checkpoint.as_deref(), Some(good.as_path()));
         }
@@ -127,7 +168,10 @@ fn divergence_stops_and_keeps_the_last_good_checkpoint() {
 
     let fresh = tempfile::tempdir().unwrap();
     let err = run(&strict, fresh.path(), Start::New).unwrap_err();
-    assert!(err.to_string().contains("No checkpoint was written yet"), "{err}");
+    assert!(
+        err.to_string().contains("No checkpoint was written yet"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -135,7 +179,15 @@ fn a_stop_request_checkpoints_and_returns() {
     let Some(config) = tiny(50) else { return };
     let dir = tempfile::tempdir().unwrap();
     let stop = AtomicBool::new(true);
-    let finish = train(&config, dir.path(), Start::New, &Device::flex(), &stop, false).unwrap();
+    let finish = train(
+        &config,
+        dir.path(),
+        Start::New,
+        &Device::flex(),
+        &stop,
+        false,
+    )
+    .unwrap();
     assert_eq!(finish, Finish::Interrupted { step: 1 });
     assert!(latest_dir(dir.path()).unwrap().ends_with("step-00000001"));
 }
@@ -163,19 +215,35 @@ fn init_from_starts_where_another_run_ended() {
     run(&config, first.path(), Start::New).unwrap();
 
     // A fresh T is the identity, so its first T-step costs exactly 0; a transferred T does not.
-    let one = TrainConfig { steps: 1, ..config.clone() };
+    let one = TrainConfig {
+        steps: 1,
+        ..config.clone()
+    };
     let fresh = tempfile::tempdir().unwrap();
     run(&one, fresh.path(), Start::New).unwrap();
     assert_eq!(read_log(fresh.path()).unwrap()[0].cost, 0.0);
     let transferred = tempfile::tempdir().unwrap();
-    run(&one, transferred.path(), Start::InitFrom(first.path().to_path_buf())).unwrap();
+    run(
+        &one,
+        transferred.path(),
+        Start::InitFrom(first.path().to_path_buf()),
+    )
+    .unwrap();
     assert!(read_log(transferred.path()).unwrap()[0].cost > 0.0);
 
     let wider = TrainConfig {
-        nets: NetsConfig { t_width: 3, ..config.nets.clone() },
+        nets: NetsConfig {
+            t_width: 3,
+            ..config.nets.clone()
+        },
         ..one
     };
     let other = tempfile::tempdir().unwrap();
-    let err = run(&wider, other.path(), Start::InitFrom(first.path().to_path_buf())).unwrap_err();
+    let err = run(
+        &wider,
+        other.path(),
+        Start::InitFrom(first.path().to_path_buf()),
+    )
+    .unwrap_err();
     assert!(matches!(err, TrainError::NetsMismatch { .. }), "{err}");
 }

@@ -21,7 +21,9 @@ pub fn to_bytes<M: Module>(module: &M) -> Result<Vec<u8>, BurnpackError> {
     module
         .save_into(&mut store)
         .map_err(|e| BurnpackError::Encode(e.to_string()))?;
-    let bytes = store.get_bytes().map_err(|e| BurnpackError::Encode(e.to_string()))?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| BurnpackError::Encode(e.to_string()))?;
     Ok(bytes.to_vec())
 }
 
@@ -33,8 +35,18 @@ pub fn load_bytes<M: Module>(mut module: M, bytes: &[u8]) -> Result<M, BurnpackE
         .load_from(&mut store)
         .map_err(|e| BurnpackError::Decode(e.to_string()))?;
     let mut problems: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
-    problems.extend(result.missing.iter().map(|(path, _)| format!("missing tensor {path}")));
-    problems.extend(result.unused.iter().map(|path| format!("unexpected tensor {path}")));
+    problems.extend(
+        result
+            .missing
+            .iter()
+            .map(|(path, _)| format!("missing tensor {path}")),
+    );
+    problems.extend(
+        result
+            .unused
+            .iter()
+            .map(|path| format!("unexpected tensor {path}")),
+    );
     if !problems.is_empty() {
         return Err(BurnpackError::Mismatch(problems.join("; ")));
     }

@@ -31,9 +31,19 @@ fn kaiming() -> Initializer {
     }
 }
 
-fn conv(channels_in: usize, channels_out: usize, kernel: usize, bias: bool, device: &Device) -> Conv3d {
+fn conv(
+    channels_in: usize,
+    channels_out: usize,
+    kernel: usize,
+    bias: bool,
+    device: &Device,
+) -> Conv3d {
     Conv3dConfig::new([channels_in, channels_out], [kernel; 3])
-        .with_padding(PaddingConfig3d::Explicit(kernel / 2, kernel / 2, kernel / 2))
+        .with_padding(PaddingConfig3d::Explicit(
+            kernel / 2,
+            kernel / 2,
+            kernel / 2,
+        ))
         .with_bias(bias)
         .with_initializer(kaiming())
         .init(device)
@@ -53,7 +63,8 @@ impl ResBlock {
         Self {
             conv_0: conv(channels_in, channels_out, 3, true, device),
             conv_1: conv(channels_out, channels_out, 3, true, device),
-            shortcut: (channels_in != channels_out).then(|| conv(channels_in, channels_out, 1, false, device)),
+            shortcut: (channels_in != channels_out)
+                .then(|| conv(channels_in, channels_out, 1, false, device)),
         }
     }
 
@@ -89,9 +100,7 @@ impl PotentialConfig {
     /// Builds f; panics only on a config that [`validate`](Self::validate) rejects.
     pub fn init(&self, device: &Device) -> Potential {
         self.validate().expect("invalid PotentialConfig");
-        let widths: Vec<usize> = (0..=self.stages)
-            .map(|s| self.width << s.min(3))
-            .collect();
+        let widths: Vec<usize> = (0..=self.stages).map(|s| self.width << s.min(3)).collect();
         let blocks = (0..=self.stages)
             .map(|s| ResBlock::new(widths[s.saturating_sub(1)], widths[s], device))
             .collect();
@@ -115,6 +124,7 @@ impl Potential {
             h = block.forward(h);
         }
         let batch = h.dims()[0];
-        self.head.forward(leaky_relu(h, SLOPE).reshape([batch as i32, -1]))
+        self.head
+            .forward(leaky_relu(h, SLOPE).reshape([batch as i32, -1]))
     }
 }

@@ -62,10 +62,16 @@ impl TransportMapConfig {
             return Err(format!("T width {} must be 1..=256", self.width));
         }
         if !(1..=3).contains(&self.depth) {
-            return Err(format!("T depth {} must be 1..=3 (16³ halves to 2³ at most)", self.depth));
+            return Err(format!(
+                "T depth {} must be 1..=3 (16³ halves to 2³ at most)",
+                self.depth
+            ));
         }
         if self.noise_channels > 16 {
-            return Err(format!("T noise channels {} must be 0..=16", self.noise_channels));
+            return Err(format!(
+                "T noise channels {} must be 0..=16",
+                self.noise_channels
+            ));
         }
         Ok(())
     }
@@ -127,7 +133,10 @@ impl TransportMap {
         for level in &self.up {
             let skip = skips.pop().expect("one skip per up level");
             h = leaky_relu(level.conv_up.forward(upsample_nearest2(h)), SLOPE);
-            h = leaky_relu(level.conv_merge.forward(Tensor::cat(vec![h, skip], 1)), SLOPE);
+            h = leaky_relu(
+                level.conv_merge.forward(Tensor::cat(vec![h, skip], 1)),
+                SLOPE,
+            );
         }
         x + self.out.forward(h)
     }

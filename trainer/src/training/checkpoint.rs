@@ -19,14 +19,22 @@ const KEEP: usize = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path}: {problem}")]
-    Weights { path: PathBuf, problem: BurnpackError },
+    Weights {
+        path: PathBuf,
+        problem: BurnpackError,
+    },
     #[error("{path}: cannot read optimizer state: {message}")]
     Optimizer { path: PathBuf, message: String },
     #[error("{path}: bad training state: {message}")]
     State { path: PathBuf, message: String },
-    #[error("{dir} has no checkpoint (no {LATEST} file): nothing to resume; start a new run instead")]
+    #[error(
+        "{dir} has no checkpoint (no {LATEST} file): nothing to resume; start a new run instead"
+    )]
     NoCheckpoint { dir: PathBuf },
 }
 
@@ -81,7 +89,10 @@ pub fn save(run: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointEr
     };
     weights(tmp.join("t.bpk"), burnpack::to_bytes(&checkpoint.t))?;
     weights(tmp.join("f.bpk"), burnpack::to_bytes(&checkpoint.f))?;
-    for (file, opt) in [("opt_t.bpk", &checkpoint.opt_t), ("opt_f.bpk", &checkpoint.opt_f)] {
+    for (file, opt) in [
+        ("opt_t.bpk", &checkpoint.opt_t),
+        ("opt_f.bpk", &checkpoint.opt_f),
+    ] {
         let path = tmp.join(file);
         let bytes = opt.into_bytes().map_err(|e| CheckpointError::Optimizer {
             path: path.clone(),
@@ -124,7 +135,9 @@ pub fn latest_dir(run: &Path) -> Result<PathBuf, CheckpointError> {
     let name = match std::fs::read_to_string(&latest) {
         Ok(name) => name,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CheckpointError::NoCheckpoint { dir: run.to_path_buf() });
+            return Err(CheckpointError::NoCheckpoint {
+                dir: run.to_path_buf(),
+            });
         }
         Err(e) => return Err(io(&latest)(e)),
     };
@@ -151,15 +164,20 @@ pub fn load_latest(
     let dir = latest_dir(run)?;
     let read = |file: &str| {
         let path = dir.join(file);
-        std::fs::read(&path).map(|b| (path.clone(), b)).map_err(io(&path))
+        std::fs::read(&path)
+            .map(|b| (path.clone(), b))
+            .map_err(io(&path))
     };
     let (path, bytes) = read("t.bpk")?;
-    let t = burnpack::load_bytes(t, &bytes).map_err(|problem| CheckpointError::Weights { path, problem })?;
+    let t = burnpack::load_bytes(t, &bytes)
+        .map_err(|problem| CheckpointError::Weights { path, problem })?;
     let (path, bytes) = read("f.bpk")?;
-    let f = burnpack::load_bytes(f, &bytes).map_err(|problem| CheckpointError::Weights { path, problem })?;
+    let f = burnpack::load_bytes(f, &bytes)
+        .map_err(|problem| CheckpointError::Weights { path, problem })?;
     let optimizer = |file: &str, opt: ModuleOptimizer| {
         let (path, bytes) = read(file)?;
-        opt.from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| CheckpointError::Optimizer {
+        opt.from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| CheckpointError::Optimizer {
                 path,
                 message: e.to_string(),
             })

@@ -39,11 +39,15 @@ impl Default for NetsConfig {
 
 impl NetsConfig {
     pub fn transport(&self) -> TransportMapConfig {
-        TransportMapConfig::new().with_width(self.t_width).with_depth(self.t_depth)
+        TransportMapConfig::new()
+            .with_width(self.t_width)
+            .with_depth(self.t_depth)
     }
 
     pub fn potential(&self) -> PotentialConfig {
-        PotentialConfig::new().with_width(self.f_width).with_stages(self.f_stages)
+        PotentialConfig::new()
+            .with_width(self.f_width)
+            .with_stages(self.f_stages)
     }
 }
 
@@ -100,15 +104,21 @@ impl TrainConfig {
     /// Checks every field; the message names the field and the allowed range.
     pub fn validate(&self) -> Result<(), String> {
         if self.source > 9 || self.target > 9 {
-            return Err(format!("digits must be 0-9, got source {} and target {}", self.source, self.target));
+            return Err(format!(
+                "digits must be 0-9, got source {} and target {}",
+                self.source, self.target
+            ));
         }
         if self.source == self.target {
-            return Err(format!("source and target are both {}: pick two different digits", self.source));
+            return Err(format!(
+                "source and target are both {}: pick two different digits",
+                self.source
+            ));
         }
         match &self.data {
-            DataSource::Mnist { voxel, .. } | DataSource::KaggleH5 { voxel, .. } => {
-                voxel.validate().map_err(|e| format!("voxel settings: {e}"))?
-            }
+            DataSource::Mnist { voxel, .. } | DataSource::KaggleH5 { voxel, .. } => voxel
+                .validate()
+                .map_err(|e| format!("voxel settings: {e}"))?,
         }
         self.nets.transport().validate()?;
         self.nets.potential().validate()?;
@@ -127,7 +137,10 @@ impl TrainConfig {
             }
         }
         if self.batch_size > 4096 {
-            return Err(format!("batch_size {} is larger than 4096", self.batch_size));
+            return Err(format!(
+                "batch_size {} is larger than 4096",
+                self.batch_size
+            ));
         }
         for (name, beta) in [("beta_1", self.beta_1), ("beta_2", self.beta_2)] {
             if !(0.0..1.0).contains(&beta) {

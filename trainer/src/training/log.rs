@@ -39,12 +39,17 @@ impl LossLog {
             let text = std::fs::read_to_string(&path)?;
             let kept: String = text
                 .lines()
-                .filter(|line| serde_json::from_str::<StepRecord>(line).is_ok_and(|r| r.step <= keep_through))
+                .filter(|line| {
+                    serde_json::from_str::<StepRecord>(line).is_ok_and(|r| r.step <= keep_through)
+                })
                 .map(|line| format!("{line}\n"))
                 .collect();
             crate::atomic_file::write_atomic(&path, kept.as_bytes())?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         Ok(Self { path, file })
     }
 
@@ -63,6 +68,9 @@ impl LossLog {
 pub fn read_log(run: &Path) -> std::io::Result<Vec<StepRecord>> {
     let text = std::fs::read_to_string(log_path(run))?;
     text.lines()
-        .map(|line| serde_json::from_str(line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+        .map(|line| {
+            serde_json::from_str(line)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })
         .collect()
 }

@@ -33,7 +33,8 @@ mod tests {
     fn cost_is_mean_squared_difference_per_value() {
         let device = Device::flex();
         // Two samples of 2 values each (shape [2,1,1,1,2]): differences (1, 3) and (0, 2).
-        let x = Tensor::<1>::from_data(TensorData::from([1.0f32, 3.0, 0.0, 2.0]), &device).reshape([2, 1, 1, 1, 2]);
+        let x = Tensor::<1>::from_data(TensorData::from([1.0f32, 3.0, 0.0, 2.0]), &device)
+            .reshape([2, 1, 1, 1, 2]);
         let t_x = Tensor::<5>::zeros([2, 1, 1, 1, 2], &device);
         // (1 + 9)/2 = 5 and (0 + 4)/2 = 2 → mean 3.5
         assert_eq!(scalar(transport_cost(x, t_x)), 3.5);
@@ -42,8 +43,10 @@ mod tests {
     #[test]
     fn potential_and_transport_losses_by_hand() {
         let device = Device::flex();
-        let f_t_x = Tensor::<1>::from_data(TensorData::from([1.0f32, 3.0]), &device).reshape([2, 1]);
-        let f_y = Tensor::<1>::from_data(TensorData::from([-2.0f32, 0.0, 5.0]), &device).reshape([3, 1]);
+        let f_t_x =
+            Tensor::<1>::from_data(TensorData::from([1.0f32, 3.0]), &device).reshape([2, 1]);
+        let f_y =
+            Tensor::<1>::from_data(TensorData::from([-2.0f32, 0.0, 5.0]), &device).reshape([3, 1]);
         assert_eq!(scalar(potential_loss(f_t_x.clone(), f_y)), 2.0 - 1.0);
         let cost = Tensor::<1>::from_data(TensorData::from([0.5f32]), &device);
         assert_eq!(scalar(transport_loss(cost, f_t_x)), 0.5 - 2.0);

@@ -45,16 +45,23 @@ pub enum TrainError {
     Data(#[from] DigitsError),
     #[error("cannot make a batch: {0}")]
     Voxel(#[from] VoxelError),
-    #[error("{dir} already holds a run (config.json): resume it with --resume, or pick another --run directory")]
+    #[error(
+        "{dir} already holds a run (config.json): resume it with --resume, or pick another --run directory"
+    )]
     RunExists { dir: PathBuf },
-    #[error("--init-from {other}: its networks ({theirs}) differ from this run's ({ours}); use the same --t-width/--t-depth/--f-width/--f-stages")]
+    #[error(
+        "--init-from {other}: its networks ({theirs}) differ from this run's ({ours}); use the same --t-width/--t-depth/--f-width/--f-stages"
+    )]
     NetsMismatch {
         other: PathBuf,
         theirs: String,
         ours: String,
     },
     #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(
@@ -100,7 +107,11 @@ fn class_sampler(config: &TrainConfig, digit: u8) -> Result<BatchSampler, TrainE
         },
     };
     // Training sees the train split only: test digits stay held out for evaluation.
-    Ok(BatchSampler::new(ClassDigits::load(&origin, Split::Train, digit)?))
+    Ok(BatchSampler::new(ClassDigits::load(
+        &origin,
+        Split::Train,
+        digit,
+    )?))
 }
 
 fn adam(config: &TrainConfig) -> ModuleOptimizer {
@@ -116,7 +127,9 @@ static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// New networks and optimizers; the weights follow from `config.seed` alone.
 fn fresh(config: &TrainConfig, device: &Device) -> Checkpoint {
-    let guard = INIT_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     device.seed(config.seed);
     let t = config.nets.transport().init(device);
     let f = config.nets.potential().init(device);
@@ -133,7 +146,13 @@ fn fresh(config: &TrainConfig, device: &Device) -> Checkpoint {
     }
 }
 
-fn check(step: u64, what: &'static str, value: f64, config: &TrainConfig, run: &Path) -> Result<(), TrainError> {
+fn check(
+    step: u64,
+    what: &'static str,
+    value: f64,
+    config: &TrainConfig,
+    run: &Path,
+) -> Result<(), TrainError> {
     if value.is_finite() && value.abs() <= config.max_abs_loss {
         return Ok(());
     }
@@ -168,7 +187,9 @@ pub fn train(
     let mut state = match &start {
         Start::New | Start::InitFrom(_) => {
             if config_path(run).exists() {
-                return Err(TrainError::RunExists { dir: run.to_path_buf() });
+                return Err(TrainError::RunExists {
+                    dir: run.to_path_buf(),
+                });
             }
             let mut state = fresh(config, &device);
             if let Start::InitFrom(other) = &start {
@@ -180,7 +201,8 @@ pub fn train(
                         ours: format!("{:?}", config.nets),
                     });
                 }
-                let loaded = checkpoint::load_latest(other, state.t, state.f, adam(config), adam(config))?;
+                let loaded =
+                    checkpoint::load_latest(other, state.t, state.f, adam(config), adam(config))?;
                 (state.t, state.f) = (loaded.t, loaded.f);
             }
             state
@@ -199,8 +221,10 @@ pub fn train(
     let bar = if progress {
         let bar = ProgressBar::new(config.steps);
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} steps {msg} [{elapsed_precise} < {eta_precise}, {per_sec}]")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps {msg} [{elapsed_precise} < {eta_precise}, {per_sec}]",
+            )
+            .expect("valid template"),
         );
         bar
     } else {
@@ -235,7 +259,10 @@ pub fn train(
             check(step, "L_T", l_t, config, run)?;
         }
 
-        state.state = TrainingState { step, rng: rng.state() };
+        state.state = TrainingState {
+            step,
+            rng: rng.state(),
+        };
         let record = StepRecord {
             step,
             l_f,
@@ -257,5 +284,7 @@ pub fn train(
         }
     }
     bar.finish();
-    Ok(Finish::Completed { step: state.state.step })
+    Ok(Finish::Completed {
+        step: state.state.step,
+    })
 }

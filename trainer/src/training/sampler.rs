@@ -21,13 +21,21 @@ impl BatchSampler {
     }
 
     /// Draws `batch` digits using (and advancing) `rng`.
-    pub fn batch(&self, batch: usize, rng: &mut SeedRng, device: &Device) -> Result<Tensor<5>, VoxelError> {
+    pub fn batch(
+        &self,
+        batch: usize,
+        rng: &mut SeedRng,
+        device: &Device,
+    ) -> Result<Tensor<5>, VoxelError> {
         let mut values = Vec::with_capacity(batch * 3 * GRID * GRID * GRID);
         for _ in 0..batch {
             let index = rng.below(self.digits.len() as u64) as usize;
             let seed = rng.next_u64();
             values.extend_from_slice(self.digits.grid(index, seed)?.as_slice());
         }
-        Ok(Tensor::from_data(TensorData::new(values, [batch, 3, GRID, GRID, GRID]), device))
+        Ok(Tensor::from_data(
+            TensorData::new(values, [batch, 3, GRID, GRID, GRID]),
+            device,
+        ))
     }
 }
