@@ -4,7 +4,10 @@
 pub mod atomic_file;
 pub mod device;
 pub mod digits;
+pub mod export;
 pub mod kaggle_h5;
+pub mod mapping;
 pub mod mnist_dir;
+pub mod npy;
 pub mod preview;
 pub mod training;

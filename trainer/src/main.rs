@@ -4,12 +4,18 @@
 mod args;
 
 use anyhow::{Context, Result};
-use args::{BackendArg, Cli, Command, DataCommand, PreviewArgs, TrainArgs, origin};
+use args::{
+    BackendArg, Cli, Command, DataCommand, ExportArgs, MapArgs, PrecisionArg, PreviewArgs,
+    TrainArgs,
+};
 use clap::Parser;
 use ot3d_models::mnist::Split;
+use ot3d_models::nets::burnpack::Precision;
 use ot3d_models::nets::parameter_count;
 use ot3d_trainer::device::{Backend, device};
 use ot3d_trainer::digits::{ClassDigits, DigitOrigin};
+use ot3d_trainer::export::{PrecisionChoice, export};
+use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, npy_shape};
 use ot3d_trainer::mnist_dir::load_split;
 use ot3d_trainer::preview::{PreviewRequest, write_preview};
 use ot3d_trainer::training::run::{Finish, Start, read_config, train};
@@ -22,6 +28,8 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Info { data_dir }) => data_info(&data_dir),
         Command::Data(DataCommand::Preview(args)) => data_preview(&args),
         Command::Train(args) => train_command(&args),
+        Command::Export(args) => export_command(&args),
+        Command::Map(args) => map_command(&args),
     };
     // User errors print as one readable chain ("error: what: why"), never as a backtrace.
     match result {
@@ -61,7 +69,7 @@ fn data_info(dir: &std::path::Path) -> Result<()> {
 }
 
 fn data_preview(args: &PreviewArgs) -> Result<()> {
-    let origin = origin(&args.voxel.data_source()?);
+    let origin = args.voxel.data_source()?.origin();
     let digits = ClassDigits::load(&origin, args.split(), args.digit)?;
     let request = PreviewRequest {
         count: args.count as usize,
@@ -154,5 +162,52 @@ fn train_command(args: &TrainArgs) -> Result<()> {
             run.display()
         ),
     }
+    Ok(())
+}
+
+fn export_command(args: &ExportArgs) -> Result<()> {
+    let choice = match args.precision {
+        PrecisionArg::Auto => PrecisionChoice::Auto,
+        PrecisionArg::F16 => PrecisionChoice::Exactly(Precision::F16),
+        PrecisionArg::F32 => PrecisionChoice::Exactly(Precision::F32),
+    };
+    let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
+    let report = export(&args.run, &args.out, choice, &device)?;
+    let m = &report.manifest;
+    println!(
+        "exported T ({} → {}, {} steps) to {}: {} bytes, {:?}",
+        m.source_digit,
+        m.target_digit,
+        m.training_steps,
+        report.dir.display(),
+        m.weights_bytes,
+        m.precision
+    );
+    println!(
+        "f16 storage changes T(x) by at most {:.2e} on 64 held-out digits (tolerance 1e-3)",
+        report.f16_max_abs_diff
+    );
+    Ok(())
+}
+
+fn map_command(args: &MapArgs) -> Result<()> {
+    let device = device(backend(args.backend)).map_err(anyhow::Error::msg)?;
+    let (t, manifest) = load_model_dir(&args.weights, &device)?;
+    let request = MapRequest {
+        mnist_dir: args.data_dir.clone(),
+        split: args.digits.split(),
+        count: args.count as usize,
+        coloring: args.color.map(|c| c.coloring()),
+        seed: args.seed,
+    };
+    let (n, values) = map_digits(&t, &manifest, &request, &device)?;
+    ot3d_trainer::npy::write_f32(&args.out, &npy_shape(n), &values)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "wrote {}: {n} digits {} → {}, float32 [{n}, 2, 3, 16, 16, 16] (axis 1: input, output)",
+        args.out.display(),
+        manifest.source_digit,
+        manifest.target_digit
+    );
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod burnpack;
 mod potential;
 mod resample;
 mod transport;
+pub mod weights;
 
 pub use potential::{Potential, PotentialConfig};
 pub use resample::{avg_pool2, upsample_nearest2};

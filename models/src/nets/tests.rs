@@ -155,3 +155,149 @@ fn burnpack_round_trip_and_errors() {
     assert!(load_bytes(config.init(&device), &bytes[..bytes.len() / 2]).is_err());
     assert!(load_bytes(config.init(&device), b"definitely not burnpack").is_err());
 }
+
+mod weights_format {
+    use super::*;
+    use crate::nets::burnpack::Precision;
+    use crate::nets::weights::*;
+
+    fn manifest(precision: Precision) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            kind: TRANSPORT_MAP_KIND.into(),
+            config: TransportShape {
+                width: 4,
+                depth: 1,
+                noise_channels: 0,
+            },
+            source_digit: 3,
+            target_digit: 5,
+            data: "mnist".into(),
+            voxel: crate::voxel::VoxelConfig::default(),
+            value_range: [0.0, 1.0],
+            precision,
+            precision_max_abs_diff: 0.0,
+            training_steps: 7,
+            metrics: Default::default(),
+            weights_file: WEIGHTS_FILE.into(),
+            weights_bytes: 0,
+            sha256: String::new(),
+        }
+    }
+
+    /// A T that is not the identity (random output layer), so loading mistakes show.
+    fn trained_like(device: &Device) -> TransportMap {
+        let mut t = TransportMapConfig::new()
+            .with_width(4)
+            .with_depth(1)
+            .init(device);
+        t.out.weight = t
+            .out
+            .weight
+            .map(|w| w.random_like(Distribution::Normal(0.0, 0.1)));
+        t
+    }
+
+    fn outputs(t: &TransportMap, x: Tensor<5>) -> Vec<f32> {
+        values(t.forward(x, None))
+    }
+
+    #[test]
+    fn round_trip_in_f32_is_exact_and_f16_is_close_and_half_the_size() {
+        let device = device();
+        let t = trained_like(&device);
+        let x = random_digits(3, &device);
+        let (json32, bytes32) = encode_transport_map(&t, manifest(Precision::F32)).unwrap();
+        let (loaded, m) = load_transport_map(&json32, &bytes32, &device).unwrap();
+        assert_eq!(outputs(&loaded, x.clone()), outputs(&t, x.clone()));
+        assert_eq!(
+            (m.source_digit, m.target_digit, m.training_steps),
+            (3, 5, 7)
+        );
+
+        let (json16, bytes16) = encode_transport_map(&t, manifest(Precision::F16)).unwrap();
+        assert!(
+            bytes16.len() * 10 < bytes32.len() * 6,
+            "{} vs {} bytes",
+            bytes16.len(),
+            bytes32.len()
+        );
+        let (loaded16, _) = load_transport_map(&json16, &bytes16, &device).unwrap();
+        let worst = outputs(&loaded16, x.clone())
+            .iter()
+            .zip(outputs(&t, x))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst > 0.0 && worst < 1e-2, "f16 difference {worst}");
+    }
+
+    #[test]
+    fn every_bad_file_is_a_typed_error() {
+        let device = device();
+        let t = trained_like(&device);
+        let (json, bytes) = encode_transport_map(&t, manifest(Precision::F32)).unwrap();
+        let load = |json: &str, bytes: &[u8]| {
+            load_transport_map(json, bytes, &device)
+                .map(|_| ())
+                .unwrap_err()
+        };
+
+        assert!(matches!(
+            load(&json, &bytes[..bytes.len() - 10]),
+            WeightsError::WrongSize { .. }
+        ));
+        let mut flipped = bytes.clone();
+        flipped[bytes.len() / 2] ^= 1;
+        assert!(matches!(
+            load(&json, &flipped),
+            WeightsError::ChecksumMismatch { .. }
+        ));
+        let noise: Vec<u8> = (0..bytes.len()).map(|i| (i * 31 % 256) as u8).collect();
+        let mut noisy = manifest(Precision::F32);
+        noisy.weights_bytes = noise.len();
+        noisy.sha256 = sha256_hex(&noise);
+        let noisy_json = serde_json::to_string(&noisy).unwrap();
+        assert!(matches!(
+            load(&noisy_json, &noise),
+            WeightsError::Weights(_)
+        ));
+
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            f(&mut v);
+            v.to_string()
+        };
+        let future = edit(&|v| v["format_version"] = 2.into());
+        assert!(matches!(
+            load(&future, &bytes),
+            WeightsError::UnsupportedVersion { found: 2 }
+        ));
+        let wider = edit(&|v| v["config"]["width"] = 8.into());
+        assert!(
+            matches!(load(&wider, &bytes), WeightsError::Weights(_)),
+            "weights of the wrong shape"
+        );
+        let kind = edit(&|v| v["kind"] = "potential".into());
+        assert!(matches!(
+            load(&kind, &bytes),
+            WeightsError::WrongKind { .. }
+        ));
+        let digits = edit(&|v| v["target_digit"] = 3.into());
+        assert!(matches!(
+            load(&digits, &bytes),
+            WeightsError::BadDigits { .. }
+        ));
+        let depth = edit(&|v| v["config"]["depth"] = 9.into());
+        assert!(matches!(load(&depth, &bytes), WeightsError::BadConfig(_)));
+        assert!(matches!(
+            load("{not json", &bytes),
+            WeightsError::Manifest(_)
+        ));
+        assert!(matches!(load("{}", &bytes), WeightsError::Manifest(_)));
+        let unknown = edit(&|v| v["surprise"] = 1.into());
+        assert!(matches!(load(&unknown, &bytes), WeightsError::Manifest(_)));
+        for err in [load(&future, &bytes), load(&json, &flipped)] {
+            assert!(err.to_string().contains("export"), "{err}");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Everything that defines a training run, saved as `config.json` beside it. Defaults are
 //! the NOT reference's (K_T = 10, Adam lr 1e-4 with betas 0.9/0.999, batch 64).
 
+use crate::digits::DigitOrigin;
 use ot3d_models::nets::{PotentialConfig, TransportMapConfig};
 use ot3d_models::voxel::VoxelConfig;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,22 @@ pub enum DataSource {
     Mnist { dir: PathBuf, voxel: VoxelConfig },
     /// The Kaggle 3D MNIST file at `path`, colored by `voxel.coloring`.
     KaggleH5 { path: PathBuf, voxel: VoxelConfig },
+}
+
+impl DataSource {
+    /// Where the data tools read these digits.
+    pub fn origin(&self) -> DigitOrigin {
+        match self {
+            DataSource::Mnist { dir, voxel } => DigitOrigin::Mnist {
+                dir: dir.clone(),
+                voxel: voxel.clone(),
+            },
+            DataSource::KaggleH5 { path, voxel } => DigitOrigin::KaggleH5 {
+                path: path.clone(),
+                coloring: voxel.coloring,
+            },
+        }
+    }
 }
 
 /// Networks' shapes (the burn configs, stored as plain numbers).

@@ -2,12 +2,12 @@
 //! loss log line, a checkpoint every N steps; resume, init-from, divergence guard, Ctrl-C.
 
 use super::checkpoint::{self, Checkpoint, CheckpointError, TrainingState};
-use super::config::{DataSource, TrainConfig};
+use super::config::TrainConfig;
 use super::log::{LossLog, StepRecord};
 use super::losses::{potential_loss, transport_cost, transport_loss};
 use super::sampler::BatchSampler;
 use crate::atomic_file::write_atomic;
-use crate::digits::{ClassDigits, DigitOrigin, DigitsError};
+use crate::digits::{ClassDigits, DigitsError};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -96,22 +96,9 @@ pub fn read_config(run: &Path) -> Result<TrainConfig, TrainError> {
 }
 
 fn class_sampler(config: &TrainConfig, digit: u8) -> Result<BatchSampler, TrainError> {
-    let origin = match &config.data {
-        DataSource::Mnist { dir, voxel } => DigitOrigin::Mnist {
-            dir: dir.clone(),
-            voxel: voxel.clone(),
-        },
-        DataSource::KaggleH5 { path, voxel } => DigitOrigin::KaggleH5 {
-            path: path.clone(),
-            coloring: voxel.coloring,
-        },
-    };
     // Training sees the train split only: test digits stay held out for evaluation.
-    Ok(BatchSampler::new(ClassDigits::load(
-        &origin,
-        Split::Train,
-        digit,
-    )?))
+    let digits = ClassDigits::load(&config.data.origin(), Split::Train, digit)?;
+    Ok(BatchSampler::new(digits))
 }
 
 fn adam(config: &TrainConfig) -> ModuleOptimizer {

@@ -1,0 +1,190 @@
+//! The shipped weight format: a burnpack file of T plus a JSON manifest (format version,
+//! model kind and config, digit pair, data flavor, value range, precision, training steps,
+//! metrics, sha256 and size of the weights). Loading checks all of it and returns a typed
+//! error naming the problem and the fix — never a panic, never a silently wrong map.
+
+use super::burnpack::{BurnpackError, Precision, load_bytes_with};
+use super::{TransportMap, TransportMapConfig};
+use crate::voxel::VoxelConfig;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The manifest version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// File names inside a model directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const WEIGHTS_FILE: &str = "transport.bpk";
+/// The only model kind shipped so far.
+pub const TRANSPORT_MAP_KIND: &str = "transport-map";
+
+/// T's shape, as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportShape {
+    pub width: usize,
+    pub depth: usize,
+    pub noise_channels: usize,
+}
+
+impl TransportShape {
+    pub fn config(&self) -> TransportMapConfig {
+        TransportMapConfig::new()
+            .with_width(self.width)
+            .with_depth(self.depth)
+            .with_noise_channels(self.noise_channels)
+    }
+}
+
+/// Everything known about a shipped map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub kind: String,
+    pub config: TransportShape,
+    pub source_digit: u8,
+    pub target_digit: u8,
+    /// "mnist" or "kaggle-h5".
+    pub data: String,
+    /// How digits were voxelized for training (the browser voxelizes the same way).
+    pub voxel: VoxelConfig,
+    /// Range of input and output voxel values.
+    pub value_range: [f32; 2],
+    pub precision: Precision,
+    /// Largest |T(x)| difference between the stored precision and f32, measured at export.
+    pub precision_max_abs_diff: f32,
+    pub training_steps: u64,
+    /// Evaluation results, filled in by `ot3d eval` (name → value).
+    #[serde(default)]
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    pub weights_file: String,
+    pub weights_bytes: usize,
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error(
+        "the manifest is not valid JSON for this format: {0}. Re-export the model with `ot3d export`"
+    )]
+    Manifest(String),
+    #[error(
+        "manifest format version {found} is not supported (this build reads version {FORMAT_VERSION}); re-export the model with this version of `ot3d export`"
+    )]
+    UnsupportedVersion { found: u32 },
+    #[error("the manifest describes a {found:?}, not a {TRANSPORT_MAP_KIND:?}")]
+    WrongKind { found: String },
+    #[error("the manifest's network config is invalid: {0}")]
+    BadConfig(String),
+    #[error(
+        "the manifest's digits {source_digit} → {target_digit} are not two different digits 0-9"
+    )]
+    BadDigits { source_digit: u8, target_digit: u8 },
+    #[error(
+        "the weights file has {found} bytes but the manifest says {expected}: truncated or replaced; download or export it again"
+    )]
+    WrongSize { expected: usize, found: usize },
+    #[error(
+        "the weights file's sha256 is {found}, the manifest says {expected}: corrupt or not this model's weights; download or export it again"
+    )]
+    ChecksumMismatch { expected: String, found: String },
+    #[error("the weights file does not hold this network: {0}")]
+    Weights(#[from] BurnpackError),
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Manifest {
+    /// Parses and checks a manifest on its own (before the weights are read).
+    pub fn parse(json: &str) -> Result<Self, WeightsError> {
+        // Read the version first, so an old or future file gets the version message rather
+        // than whichever field changed.
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| WeightsError::Manifest(e.to_string()))?;
+        let version = value.get("format_version").and_then(|v| v.as_u64());
+        match version {
+            Some(v) if v == FORMAT_VERSION as u64 => {}
+            Some(v) => return Err(WeightsError::UnsupportedVersion { found: v as u32 }),
+            None => return Err(WeightsError::Manifest("no format_version field".into())),
+        }
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|e| WeightsError::Manifest(e.to_string()))?;
+        if manifest.kind != TRANSPORT_MAP_KIND {
+            return Err(WeightsError::WrongKind {
+                found: manifest.kind,
+            });
+        }
+        manifest
+            .config
+            .config()
+            .validate()
+            .map_err(WeightsError::BadConfig)?;
+        manifest
+            .voxel
+            .validate()
+            .map_err(|e| WeightsError::BadConfig(e.to_string()))?;
+        let digits_ok = manifest.source_digit <= 9
+            && manifest.target_digit <= 9
+            && manifest.source_digit != manifest.target_digit;
+        if !digits_ok {
+            return Err(WeightsError::BadDigits {
+                source_digit: manifest.source_digit,
+                target_digit: manifest.target_digit,
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Checks that `weights` are the bytes this manifest describes.
+    pub fn verify_weights(&self, weights: &[u8]) -> Result<(), WeightsError> {
+        if weights.len() != self.weights_bytes {
+            return Err(WeightsError::WrongSize {
+                expected: self.weights_bytes,
+                found: weights.len(),
+            });
+        }
+        let found = sha256_hex(weights);
+        if found != self.sha256 {
+            return Err(WeightsError::ChecksumMismatch {
+                expected: self.sha256.clone(),
+                found,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Loads a shipped transport map from its manifest text and weight bytes, checking both.
+pub fn load_transport_map(
+    manifest_json: &str,
+    weights: &[u8],
+    device: &Device,
+) -> Result<(TransportMap, Manifest), WeightsError> {
+    let manifest = Manifest::parse(manifest_json)?;
+    manifest.verify_weights(weights)?;
+    let t = load_bytes_with(
+        manifest.config.config().init(device),
+        weights,
+        manifest.precision,
+    )?;
+    Ok((t, manifest))
+}
+
+/// Encodes T at `manifest.precision` and fills in the manifest's size and sha256 of the
+/// weights. Returns (manifest JSON, weights).
+pub fn encode_transport_map(
+    t: &TransportMap,
+    mut manifest: Manifest,
+) -> Result<(String, Vec<u8>), WeightsError> {
+    let weights = super::burnpack::to_bytes_with(t, manifest.precision)?;
+    manifest.weights_bytes = weights.len();
+    manifest.sha256 = sha256_hex(&weights);
+    let json = serde_json::to_string_pretty(&manifest).expect("a manifest serializes");
+    Ok((json, weights))
+}

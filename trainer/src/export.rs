@@ -1,0 +1,174 @@
+//! `ot3d export`: a run's latest T as a shipped model directory (`transport.bpk` +
+//! `manifest.json`), stored as f16 only where that changes T's outputs by less than 1e-3.
+
+use crate::atomic_file::write_atomic;
+use crate::digits::{ClassDigits, DigitsError};
+use crate::training::checkpoint::{self, CheckpointError};
+use crate::training::config::DataSource;
+use crate::training::run::{TrainError, read_config};
+use burn::optim::AdamConfig;
+use burn::tensor::{Device, Tensor, TensorData};
+use ot3d_models::mnist::Split;
+use ot3d_models::nets::TransportMap;
+use ot3d_models::nets::burnpack::{Precision, load_bytes_with, to_bytes_with};
+use ot3d_models::nets::weights::{
+    FORMAT_VERSION, MANIFEST_FILE, Manifest, TRANSPORT_MAP_KIND, TransportShape, WEIGHTS_FILE,
+    WeightsError, encode_transport_map,
+};
+use ot3d_models::voxel::{GRID_LEN, VoxelError};
+use std::path::{Path, PathBuf};
+
+/// Largest change of T(x) that f16 storage may cause and still be used.
+pub const F16_TOLERANCE: f32 = 1e-3;
+/// Source test digits T is probed on to measure the f16 difference.
+const PROBE_DIGITS: usize = 64;
+
+/// Which precision to store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrecisionChoice {
+    /// f16 when it changes outputs by less than [`F16_TOLERANCE`], else f32.
+    Auto,
+    Exactly(Precision),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Run(#[from] TrainError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Data(#[from] DigitsError),
+    #[error("cannot voxelize probe digits: {0}")]
+    Voxel(#[from] VoxelError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(
+        "f16 changes T(x) by up to {diff:.2e} (> {F16_TOLERANCE:.0e}); export with --precision f32 or auto"
+    )]
+    F16TooLossy { diff: f32 },
+    #[error("{path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// What an export wrote and measured.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// Largest |T(x)| change from storing in f16, on the probe digits.
+    pub f16_max_abs_diff: f32,
+}
+
+/// T(x) for a flat batch of grids.
+pub fn apply(t: &TransportMap, grids: &[f32], device: &Device) -> Vec<f32> {
+    let batch = grids.len() / GRID_LEN;
+    let x = Tensor::<5>::from_data(
+        TensorData::new(grids.to_vec(), [batch, 3, 16, 16, 16]),
+        device,
+    );
+    t.forward(x, None)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("T outputs f32")
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Exports the latest checkpoint of `run` into `out`.
+pub fn export(
+    run: &Path,
+    out: &Path,
+    choice: PrecisionChoice,
+    device: &Device,
+) -> Result<ExportReport, ExportError> {
+    let config = read_config(run)?;
+    let adam = || AdamConfig::new().init();
+    let checkpoint = checkpoint::load_latest(
+        run,
+        config.nets.transport().init(device),
+        config.nets.potential().init(device),
+        adam(),
+        adam(),
+    )?;
+    let t = checkpoint.t;
+
+    let probe = ClassDigits::load(&config.data.origin(), Split::Test, config.source)?;
+    let grids: Vec<f32> = probe
+        .sample(PROBE_DIGITS, 0)?
+        .into_iter()
+        .flat_map(|(_, g)| g.into_vec())
+        .collect();
+    let exact = apply(&t, &grids, device);
+    let half_bytes = to_bytes_with(&t, Precision::F16).map_err(WeightsError::from)?;
+    let half = load_bytes_with(
+        config.nets.transport().init(device),
+        &half_bytes,
+        Precision::F16,
+    )
+    .map_err(WeightsError::from)?;
+    let f16_max_abs_diff = max_abs_diff(&exact, &apply(&half, &grids, device));
+    let precision = match choice {
+        PrecisionChoice::Auto if f16_max_abs_diff < F16_TOLERANCE => Precision::F16,
+        PrecisionChoice::Auto => Precision::F32,
+        PrecisionChoice::Exactly(Precision::F16) if f16_max_abs_diff >= F16_TOLERANCE => {
+            return Err(ExportError::F16TooLossy {
+                diff: f16_max_abs_diff,
+            });
+        }
+        PrecisionChoice::Exactly(p) => p,
+    };
+
+    let (data, voxel) = match &config.data {
+        DataSource::Mnist { voxel, .. } => ("mnist", voxel.clone()),
+        DataSource::KaggleH5 { voxel, .. } => ("kaggle-h5", voxel.clone()),
+    };
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        kind: TRANSPORT_MAP_KIND.into(),
+        config: TransportShape {
+            width: config.nets.t_width,
+            depth: config.nets.t_depth,
+            noise_channels: 0,
+        },
+        source_digit: config.source,
+        target_digit: config.target,
+        data: data.into(),
+        voxel,
+        value_range: [0.0, 1.0],
+        precision,
+        precision_max_abs_diff: if precision == Precision::F16 {
+            f16_max_abs_diff
+        } else {
+            0.0
+        },
+        training_steps: checkpoint.state.step,
+        metrics: Default::default(),
+        weights_file: WEIGHTS_FILE.into(),
+        weights_bytes: 0,
+        sha256: String::new(),
+    };
+    let (json, weights) = encode_transport_map(&t, manifest)?;
+    let manifest = Manifest::parse(&json)?;
+    // Weights first: a manifest is never left pointing at weights that are not there yet.
+    for (file, bytes) in [
+        (WEIGHTS_FILE, weights.as_slice()),
+        (MANIFEST_FILE, json.as_bytes()),
+    ] {
+        let path = out.join(file);
+        write_atomic(&path, bytes).map_err(|error| ExportError::Io { path, error })?;
+    }
+    Ok(ExportReport {
+        dir: out.to_path_buf(),
+        manifest,
+        f16_max_abs_diff,
+    })
+}

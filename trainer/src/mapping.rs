@@ -1,0 +1,108 @@
+//! `ot3d map`: run a shipped T on held-out digits and save inputs and outputs as a float32
+//! `.npy` of shape [N, 2, 3, 16, 16, 16] (index 0 = input x, 1 = T(x)).
+
+use crate::digits::{ClassDigits, DigitOrigin, DigitsError};
+use crate::export::apply;
+use burn::tensor::Device;
+use ot3d_models::mnist::Split;
+use ot3d_models::nets::TransportMap;
+use ot3d_models::nets::weights::{MANIFEST_FILE, Manifest, WeightsError, load_transport_map};
+use ot3d_models::voxel::{Coloring, GRID, GRID_LEN, VoxelError};
+use std::path::{Path, PathBuf};
+
+/// Digits mapped per forward pass (bounds memory for large N).
+const CHUNK: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error(
+        "cannot read {path}: {error}. Pass a model directory holding {MANIFEST_FILE} and its weights (e.g. models/pretrained/NAME), or export one with `ot3d export`"
+    )]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{dir}: {problem}")]
+    Weights { dir: PathBuf, problem: WeightsError },
+    #[error("this map was trained on {data} digits; `ot3d map` reads MNIST digits only for now")]
+    UnsupportedData { data: String },
+    #[error(transparent)]
+    Data(#[from] DigitsError),
+    #[error("cannot voxelize: {0}")]
+    Voxel(#[from] VoxelError),
+    #[error("{path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// Loads a model directory (manifest + weights), fully validated.
+pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(TransportMap, Manifest), MapError> {
+    let read = |path: PathBuf| std::fs::read(&path).map_err(|error| MapError::Read { path, error });
+    let json = read(dir.join(MANIFEST_FILE))?;
+    let json = String::from_utf8_lossy(&json);
+    let manifest = Manifest::parse(&json).map_err(|problem| MapError::Weights {
+        dir: dir.to_path_buf(),
+        problem,
+    })?;
+    let weights = read(dir.join(&manifest.weights_file))?;
+    load_transport_map(&json, &weights, device).map_err(|problem| MapError::Weights {
+        dir: dir.to_path_buf(),
+        problem,
+    })
+}
+
+/// What to map.
+#[derive(Debug, Clone)]
+pub struct MapRequest {
+    pub mnist_dir: PathBuf,
+    pub split: Split,
+    pub count: usize,
+    /// Overrides the manifest's coloring (None keeps it).
+    pub coloring: Option<Coloring>,
+    pub seed: u64,
+}
+
+/// Inputs and outputs, `[N, 2, 3, 16, 16, 16]` flattened, with N.
+pub fn map_digits(
+    t: &TransportMap,
+    manifest: &Manifest,
+    request: &MapRequest,
+    device: &Device,
+) -> Result<(usize, Vec<f32>), MapError> {
+    if manifest.data != "mnist" {
+        return Err(MapError::UnsupportedData {
+            data: manifest.data.clone(),
+        });
+    }
+    let mut voxel = manifest.voxel.clone();
+    if let Some(coloring) = request.coloring {
+        voxel.coloring = coloring;
+    }
+    let origin = DigitOrigin::Mnist {
+        dir: request.mnist_dir.clone(),
+        voxel,
+    };
+    let digits = ClassDigits::load(&origin, request.split, manifest.source_digit)?;
+    let inputs: Vec<f32> = digits
+        .sample(request.count, request.seed)?
+        .into_iter()
+        .flat_map(|(_, g)| g.into_vec())
+        .collect();
+    let n = inputs.len() / GRID_LEN;
+    let mut out = Vec::with_capacity(2 * inputs.len());
+    for chunk in inputs.chunks(CHUNK * GRID_LEN) {
+        let mapped = apply(t, chunk, device);
+        for (x, y) in chunk.chunks(GRID_LEN).zip(mapped.chunks(GRID_LEN)) {
+            out.extend_from_slice(x);
+            out.extend_from_slice(y);
+        }
+    }
+    Ok((n, out))
+}
+
+/// The `.npy` shape of `n` mapped digits.
+pub fn npy_shape(n: usize) -> [usize; 6] {
+    [n, 2, 3, GRID, GRID, GRID]
+}
