@@ -183,3 +183,75 @@ fn bad_arguments_are_refused_with_a_reason() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_stops_training_cleanly_with_a_checkpoint() {
+    let Some(dir) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let run = work.path().join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_ot3d"))
+        .args([
+            "train",
+            "--quiet",
+            "--steps",
+            "100000",
+            "--batch-size",
+            "2",
+            "--t-steps",
+            "1",
+        ])
+        .args([
+            "--t-width",
+            "2",
+            "--t-depth",
+            "1",
+            "--f-width",
+            "2",
+            "--f-stages",
+            "1",
+        ])
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--run",
+            run.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training is under way (a logged step), then interrupt it.
+    let log = run.join("log.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(true, |t| t.is_empty()) {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "training never logged a step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stopped at step") && stdout.contains("--resume"),
+        "{stdout}"
+    );
+    let latest = std::fs::read_to_string(run.join("checkpoints/LATEST")).unwrap();
+    assert!(
+        run.join("checkpoints")
+            .join(latest.trim())
+            .join("t.bpk")
+            .is_file()
+    );
+}
