@@ -6,7 +6,6 @@ use crate::digits::{ClassDigits, DigitsError};
 use crate::training::checkpoint::{self, CheckpointError};
 use crate::training::config::DataSource;
 use crate::training::run::{TrainError, read_config};
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::TransportMap;
@@ -91,15 +90,7 @@ pub fn export(
     device: &Device,
 ) -> Result<ExportReport, ExportError> {
     let config = read_config(run)?;
-    let adam = || AdamConfig::new().init();
-    let checkpoint = checkpoint::load_latest(
-        run,
-        config.nets.transport().init(device),
-        config.nets.potential().init(device),
-        adam(),
-        adam(),
-    )?;
-    let t = checkpoint.t;
+    let (t, _, state) = checkpoint::load_latest_nets(run, &config.nets, device)?;
 
     let probe = ClassDigits::load(&config.data.origin(), Split::Test, config.source)?;
     let grids: Vec<f32> = probe
@@ -150,7 +141,7 @@ pub fn export(
         } else {
             0.0
         },
-        training_steps: checkpoint.state.step,
+        training_steps: state.step,
         metrics: Default::default(),
         weights_file: WEIGHTS_FILE.into(),
         weights_bytes: 0,

@@ -2,7 +2,6 @@
 //! gives the in-memory model's outputs (within the measured f16 difference), and the .npy
 //! is what NumPy reads.
 
-use burn::optim::AdamConfig;
 use burn::tensor::Device;
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::burnpack::Precision;
@@ -11,7 +10,7 @@ use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN};
 use ot3d_tests::mnist_dir;
 use ot3d_trainer::export::{F16_TOLERANCE, PrecisionChoice, apply, export};
 use ot3d_trainer::mapping::{MapError, MapRequest, load_model_dir, map_digits, npy_shape};
-use ot3d_trainer::training::checkpoint::load_latest;
+use ot3d_trainer::training::checkpoint::load_latest_nets;
 use ot3d_trainer::training::config::{NetsConfig, TrainConfig};
 use ot3d_trainer::training::run::{Start, train};
 use std::path::Path;
@@ -80,15 +79,7 @@ fn export_load_map_matches_the_trained_model() {
         assert_eq!(mapped.len(), npy_shape(n).iter().product::<usize>());
 
         // The same inputs through the trained T straight from its checkpoint.
-        let adam = || AdamConfig::new().init();
-        let checkpoint = load_latest(
-            run.path(),
-            config.nets.transport().init(&device),
-            config.nets.potential().init(&device),
-            adam(),
-            adam(),
-        )
-        .unwrap();
+        let (trained, _, _) = load_latest_nets(run.path(), &config.nets, &device).unwrap();
         let inputs: Vec<f32> = mapped
             .chunks(GRID_LEN)
             .step_by(2)
@@ -102,7 +93,7 @@ fn export_load_map_matches_the_trained_model() {
             .flatten()
             .copied()
             .collect();
-        let direct = apply(&checkpoint.t, &inputs, &device);
+        let direct = apply(&trained, &inputs, &device);
         let worst = direct
             .iter()
             .zip(&outputs)

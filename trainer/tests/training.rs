@@ -2,10 +2,9 @@
 //! the divergence guard, Ctrl-C, run-directory protection and transfer from another run.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor};
 use ot3d_tests::mnist_dir;
-use ot3d_trainer::training::checkpoint::{latest_dir, load_latest};
+use ot3d_trainer::training::checkpoint::{latest_dir, load_latest_nets};
 use ot3d_trainer::training::config::{NetsConfig, TrainConfig};
 use ot3d_trainer::training::log::read_log;
 use ot3d_trainer::training::run::{Finish, Start, TrainError, read_config, train};
@@ -46,14 +45,10 @@ fn read(path: impl AsRef<Path>) -> Vec<u8> {
 
 /// Every parameter value of T and f in a run's latest checkpoint, in module order.
 fn weights(config: &TrainConfig, dir: &Path) -> Vec<f32> {
-    let device = Device::flex();
-    let adam = || AdamConfig::new().init();
-    let t = config.nets.transport().init(&device);
-    let f = config.nets.potential().init(&device);
-    let checkpoint = load_latest(dir, t, f, adam(), adam()).unwrap();
+    let (t, f, _) = load_latest_nets(dir, &config.nets, &Device::flex()).unwrap();
     let mut values = Vec::new();
-    checkpoint.t.visit(&mut Collect(&mut values));
-    checkpoint.f.visit(&mut Collect(&mut values));
+    t.visit(&mut Collect(&mut values));
+    f.visit(&mut Collect(&mut values));
     values
 }
 

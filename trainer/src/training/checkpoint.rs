@@ -3,9 +3,10 @@
 //! place), then `checkpoints/LATEST` is replaced atomically — a crash at any moment leaves
 //! the last complete checkpoint in charge.
 
+use super::config::NetsConfig;
 use crate::atomic_file::write_atomic;
-use burn::optim::ModuleOptimizer;
-use burn::tensor::Bytes;
+use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::tensor::{Bytes, Device};
 use ot3d_models::nets::burnpack::{self, BurnpackError};
 use ot3d_models::nets::{Potential, TransportMap};
 use serde::{Deserialize, Serialize};
@@ -196,4 +197,22 @@ pub fn load_latest(
         opt_f,
         state,
     })
+}
+
+/// The latest checkpoint's networks and state only (export, evaluation): the optimizer
+/// states are read into throwaway optimizers.
+pub fn load_latest_nets(
+    run: &Path,
+    nets: &NetsConfig,
+    device: &Device,
+) -> Result<(TransportMap, Potential, TrainingState), CheckpointError> {
+    let adam = || AdamConfig::new().init();
+    let loaded = load_latest(
+        run,
+        nets.transport().init(device),
+        nets.potential().init(device),
+        adam(),
+        adam(),
+    )?;
+    Ok((loaded.t, loaded.f, loaded.state))
 }

@@ -188,9 +188,7 @@ pub fn train(
                         ours: format!("{:?}", config.nets),
                     });
                 }
-                let loaded =
-                    checkpoint::load_latest(other, state.t, state.f, adam(config), adam(config))?;
-                (state.t, state.f) = (loaded.t, loaded.f);
+                (state.t, state.f, _) = checkpoint::load_latest_nets(other, &config.nets, &device)?;
             }
             state
         }
