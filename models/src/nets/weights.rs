@@ -49,7 +49,8 @@ pub struct Manifest {
     pub data: String,
     /// How digits were voxelized for training (the browser voxelizes the same way).
     pub voxel: VoxelConfig,
-    /// Range of input and output voxel values.
+    /// Range of the input voxel values the map was trained on. Outputs are not clamped:
+    /// an undertrained T can leave this range slightly.
     pub value_range: [f32; 2],
     pub precision: Precision,
     /// Largest |T(x)| difference between the stored precision and f32, measured at export.
