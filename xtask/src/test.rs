@@ -47,6 +47,18 @@ pub fn run_all(root: &Path) -> Result<()> {
         "warnings",
     ]))?;
 
+    step(
+        "CUDA: the trainer's cuda feature type-checks (linking needs a CUDA machine with network)",
+    );
+    // DOCS_RS=1 makes burn's CUDA backend skip the LLVM bundle it downloads when built.
+    run(cargo().current_dir(root).env("DOCS_RS", "1").args([
+        "check",
+        "-p",
+        "ot3d-trainer",
+        "--features",
+        "cuda",
+    ]))?;
+
     step("Tests: every crate (data-dependent tests must find the data)");
     run(cargo()
         .current_dir(root)
