@@ -4,7 +4,9 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use ot3d_tests::mnist_dir;
-use ot3d_trainer::training::checkpoint::{latest_dir, load_latest_nets};
+use ot3d_trainer::training::checkpoint::{
+    Checkpoint, TrainingState, latest_dir, load_latest_nets, save,
+};
 use ot3d_trainer::training::config::{NetsConfig, TrainConfig};
 use ot3d_trainer::training::log::read_log;
 use ot3d_trainer::training::run::{Finish, Start, TrainError, read_config, train};
@@ -241,4 +243,32 @@ fn init_from_starts_where_another_run_ended() {
     )
     .unwrap_err();
     assert!(matches!(err, TrainError::NetsMismatch { .. }), "{err}");
+}
+
+#[test]
+fn saving_a_step_twice_never_removes_what_latest_names() {
+    let Some(config) = tiny(1) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let adam = || burn::optim::AdamConfig::new().init();
+    let checkpoint = Checkpoint {
+        t: config.nets.transport().init(&device),
+        f: config.nets.potential().init(&device),
+        opt_t: adam(),
+        opt_f: adam(),
+        state: TrainingState {
+            step: 7,
+            rng: [1, 2, 3, 4],
+        },
+    };
+    let first = save(dir.path(), &checkpoint).unwrap();
+    let second = save(dir.path(), &checkpoint).unwrap();
+    assert!(first.ends_with("step-00000007") && second.ends_with("step-00000007-2"));
+    assert!(
+        first.is_dir(),
+        "the earlier copy stays until pruned by newer steps"
+    );
+    assert_eq!(latest_dir(dir.path()).unwrap(), second);
+    let (_, _, state) = load_latest_nets(dir.path(), &config.nets, &device).unwrap();
+    assert_eq!(state.step, 7);
 }

@@ -77,7 +77,19 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
 /// Writes a checkpoint of `step` and makes it the latest. Returns its directory.
 pub fn save(run: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointError> {
     let root = checkpoints_dir(run);
-    let name = format!("step-{:08}", checkpoint.state.step);
+    // A fresh name even when this step was saved before (e.g. a run resumed and stopped at
+    // once): the directory LATEST names is never removed before LATEST moves on.
+    let base = format!("step-{:08}", checkpoint.state.step);
+    let name = (1..)
+        .map(|n| {
+            if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|n| !root.join(n).exists())
+        .expect("some suffix is free");
     let final_dir = root.join(&name);
     let tmp = root.join(format!(".{name}.partial"));
     if tmp.exists() {
@@ -103,9 +115,6 @@ pub fn save(run: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointEr
     }
     let state = serde_json::to_vec_pretty(&checkpoint.state).expect("state serializes");
     write_synced(&tmp.join("state.json"), &state)?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
-    }
     std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
     let latest = root.join(LATEST);
     write_atomic(&latest, name.as_bytes()).map_err(io(&latest))?;
