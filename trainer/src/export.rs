@@ -4,7 +4,6 @@
 use crate::atomic_file::write_atomic;
 use crate::digits::{ClassDigits, DigitsError};
 use crate::training::checkpoint::{self, CheckpointError};
-use crate::training::config::DataSource;
 use crate::training::run::{TrainError, read_config};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
@@ -118,10 +117,6 @@ pub fn export(
         PrecisionChoice::Exactly(p) => p,
     };
 
-    let (data, voxel) = match &config.data {
-        DataSource::Mnist { voxel, .. } => ("mnist", voxel.clone()),
-        DataSource::KaggleH5 { voxel, .. } => ("kaggle-h5", voxel.clone()),
-    };
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         kind: TRANSPORT_MAP_KIND.into(),
@@ -132,8 +127,8 @@ pub fn export(
         },
         source_digit: config.source,
         target_digit: config.target,
-        data: data.into(),
-        voxel,
+        data: config.data.name().into(),
+        voxel: config.data.voxel().clone(),
         value_range: [0.0, 1.0],
         precision,
         precision_max_abs_diff: if precision == Precision::F16 {
@@ -147,8 +142,7 @@ pub fn export(
         weights_bytes: 0,
         sha256: String::new(),
     };
-    let (json, weights) = encode_transport_map(&t, manifest)?;
-    let manifest = Manifest::parse(&json)?;
+    let (manifest, json, weights) = encode_transport_map(&t, manifest)?;
     // Weights first: a manifest is never left pointing at weights that are not there yet.
     for (file, bytes) in [
         (WEIGHTS_FILE, weights.as_slice()),

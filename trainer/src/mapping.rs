@@ -6,7 +6,7 @@ use crate::export::apply;
 use burn::tensor::Device;
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::TransportMap;
-use ot3d_models::nets::weights::{MANIFEST_FILE, Manifest, WeightsError, load_transport_map};
+use ot3d_models::nets::weights::{MANIFEST_FILE, Manifest, WeightsError};
 use ot3d_models::voxel::{Coloring, GRID, GRID_LEN, VoxelError};
 use std::path::{Path, PathBuf};
 
@@ -30,11 +30,6 @@ pub enum MapError {
     Data(#[from] DigitsError),
     #[error("cannot voxelize: {0}")]
     Voxel(#[from] VoxelError),
-    #[error("{path}: {error}")]
-    Write {
-        path: PathBuf,
-        error: std::io::Error,
-    },
 }
 
 /// Loads a model directory (manifest + weights), fully validated.
@@ -47,10 +42,13 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<(TransportMap, Mani
         problem,
     })?;
     let weights = read(dir.join(&manifest.weights_file))?;
-    load_transport_map(&json, &weights, device).map_err(|problem| MapError::Weights {
-        dir: dir.to_path_buf(),
-        problem,
-    })
+    let t = manifest
+        .load_weights(&weights, device)
+        .map_err(|problem| MapError::Weights {
+            dir: dir.to_path_buf(),
+            problem,
+        })?;
+    Ok((t, manifest))
 }
 
 /// What to map.

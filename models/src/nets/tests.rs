@@ -207,7 +207,7 @@ mod weights_format {
         let device = device();
         let t = trained_like(&device);
         let x = random_digits(3, &device);
-        let (json32, bytes32) = encode_transport_map(&t, manifest(Precision::F32)).unwrap();
+        let (_, json32, bytes32) = encode_transport_map(&t, manifest(Precision::F32)).unwrap();
         let (loaded, m) = load_transport_map(&json32, &bytes32, &device).unwrap();
         assert_eq!(outputs(&loaded, x.clone()), outputs(&t, x.clone()));
         assert_eq!(
@@ -215,7 +215,7 @@ mod weights_format {
             (3, 5, 7)
         );
 
-        let (json16, bytes16) = encode_transport_map(&t, manifest(Precision::F16)).unwrap();
+        let (_, json16, bytes16) = encode_transport_map(&t, manifest(Precision::F16)).unwrap();
         assert!(
             bytes16.len() * 10 < bytes32.len() * 6,
             "{} vs {} bytes",
@@ -235,7 +235,7 @@ mod weights_format {
     fn every_bad_file_is_a_typed_error() {
         let device = device();
         let t = trained_like(&device);
-        let (json, bytes) = encode_transport_map(&t, manifest(Precision::F32)).unwrap();
+        let (_, json, bytes) = encode_transport_map(&t, manifest(Precision::F32)).unwrap();
         let load = |json: &str, bytes: &[u8]| {
             load_transport_map(json, bytes, &device)
                 .map(|_| ())

@@ -142,6 +142,20 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Checks `weights` against this (already parsed) manifest and loads them into T.
+    pub fn load_weights(
+        &self,
+        weights: &[u8],
+        device: &Device,
+    ) -> Result<TransportMap, WeightsError> {
+        self.verify_weights(weights)?;
+        Ok(load_bytes_with(
+            self.config.config().init(device),
+            weights,
+            self.precision,
+        )?)
+    }
+
     /// Checks that `weights` are the bytes this manifest describes.
     pub fn verify_weights(&self, weights: &[u8]) -> Result<(), WeightsError> {
         if weights.len() != self.weights_bytes {
@@ -168,24 +182,19 @@ pub fn load_transport_map(
     device: &Device,
 ) -> Result<(TransportMap, Manifest), WeightsError> {
     let manifest = Manifest::parse(manifest_json)?;
-    manifest.verify_weights(weights)?;
-    let t = load_bytes_with(
-        manifest.config.config().init(device),
-        weights,
-        manifest.precision,
-    )?;
+    let t = manifest.load_weights(weights, device)?;
     Ok((t, manifest))
 }
 
 /// Encodes T at `manifest.precision` and fills in the manifest's size and sha256 of the
-/// weights. Returns (manifest JSON, weights).
+/// weights. Returns (completed manifest, its JSON, weights).
 pub fn encode_transport_map(
     t: &TransportMap,
     mut manifest: Manifest,
-) -> Result<(String, Vec<u8>), WeightsError> {
+) -> Result<(Manifest, String, Vec<u8>), WeightsError> {
     let weights = super::burnpack::to_bytes_with(t, manifest.precision)?;
     manifest.weights_bytes = weights.len();
     manifest.sha256 = sha256_hex(&weights);
     let json = serde_json::to_string_pretty(&manifest).expect("a manifest serializes");
-    Ok((json, weights))
+    Ok((manifest, json, weights))
 }

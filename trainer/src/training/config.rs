@@ -18,6 +18,21 @@ pub enum DataSource {
 }
 
 impl DataSource {
+    /// The name a model manifest records: "mnist" or "kaggle-h5".
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataSource::Mnist { .. } => "mnist",
+            DataSource::KaggleH5 { .. } => "kaggle-h5",
+        }
+    }
+
+    /// How the digits are voxelized (for kaggle-h5, only the coloring applies).
+    pub fn voxel(&self) -> &VoxelConfig {
+        match self {
+            DataSource::Mnist { voxel, .. } | DataSource::KaggleH5 { voxel, .. } => voxel,
+        }
+    }
+
     /// Where the data tools read these digits.
     pub fn origin(&self) -> DigitOrigin {
         match self {
@@ -132,11 +147,10 @@ impl TrainConfig {
                 self.source
             ));
         }
-        match &self.data {
-            DataSource::Mnist { voxel, .. } | DataSource::KaggleH5 { voxel, .. } => voxel
-                .validate()
-                .map_err(|e| format!("voxel settings: {e}"))?,
-        }
+        self.data
+            .voxel()
+            .validate()
+            .map_err(|e| format!("voxel settings: {e}"))?;
         self.nets.transport().validate()?;
         self.nets.potential().validate()?;
         let positive = [

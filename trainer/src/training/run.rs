@@ -66,7 +66,7 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error(
         "training diverged at step {step}: {what} = {value} (bound ±{bound}); stopped without saving these weights. {}",
-        match checkpoint { Some(dir) => format!("The last good checkpoint is {}: resume from it with a lower learning rate.", dir.display()), None => "No checkpoint was written yet; lower the learning rates and start again.".to_string() }
+        match checkpoint { Some(dir) => format!("The last good checkpoint is {}: start a new run from it with lower learning rates (ot3d train --init-from RUN --lr-t … --lr-f …).", dir.display()), None => "No checkpoint was written yet; lower the learning rates and start again.".to_string() }
     )]
     Diverged {
         step: u64,
