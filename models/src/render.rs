@@ -31,7 +31,8 @@ impl RgbImage {
         [self.data[i], self.data[i + 1], self.data[i + 2]]
     }
 
-    fn fill_pixel(&mut self, x: i64, y: i64, color: [u8; 3]) {
+    /// Sets one pixel; coordinates outside the image are ignored.
+    pub fn fill_pixel(&mut self, x: i64, y: i64, color: [u8; 3]) {
         if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
             let i = (y as usize * self.width + x as usize) * 3;
             self.data[i..i + 3].copy_from_slice(&color);

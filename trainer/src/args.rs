@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ot3d_models::mnist::Split;
 use ot3d_models::voxel::{Coloring, DigitColor, Flavor, KaggleStyleConfig, VoxelConfig};
 use ot3d_trainer::mnist_dir::DEFAULT_MNIST_DIR;
-use ot3d_trainer::training::config::{DataSource, NetsConfig, TrainConfig};
+use ot3d_trainer::training::config::{DataSource, NetsConfig, TrainConfig, WeakCost};
 use std::path::PathBuf;
 
 /// Neural Optimal Transport on colored 3D MNIST digits.
@@ -27,6 +27,133 @@ pub enum Command {
     Export(ExportArgs),
     /// Run a model on held-out digits; save inputs and outputs as .npy [N, 2, 3, 16, 16, 16].
     Map(MapArgs),
+    /// The 3D digit classifier that evaluation uses.
+    #[command(subcommand)]
+    Classifier(ClassifierCommand),
+    /// Measure a model: target accuracy, color preservation, FID-3D, cost, diversity.
+    Eval(EvalArgs),
+    /// Write docs/results.md from an `ot3d eval --json` report.
+    Report(ReportArgs),
+    /// Draw PNG figures: digits and their maps, or a run's loss curves.
+    #[command(subcommand)]
+    Figure(FigureCommand),
+}
+
+#[derive(Subcommand)]
+pub enum FigureCommand {
+    /// Random source test digits of each color (rows) above their maps T(x).
+    Map(FigureMapArgs),
+    /// L_f, L_T and the transport cost per step, from a run's log.jsonl.
+    Losses(FigureLossesArgs),
+}
+
+#[derive(Args)]
+pub struct FigureMapArgs {
+    /// Model directory (manifest.json + weights).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// PNG file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Digits per color.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub per_color: u16,
+    /// Pixels per voxel edge.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(2..=32))]
+    pub cell: u16,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Directory holding the MNIST IDX files.
+    #[arg(long, default_value = DEFAULT_MNIST_DIR)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct FigureLossesArgs {
+    /// The training run directory.
+    pub run: PathBuf,
+    /// PNG file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum ClassifierCommand {
+    /// Train it on colored 3D digits of all ten classes; report test accuracy per flavor.
+    Train(ClassifierTrainArgs),
+}
+
+/// A flavor the classifier trains on.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ClassifierFlavorArg {
+    Plain,
+    Rotated,
+    KaggleStyle,
+}
+
+#[derive(Args)]
+pub struct ClassifierTrainArgs {
+    /// Directory to write (classifier.bpk, manifest.json, train_config.json).
+    #[arg(long, default_value = "models/pretrained/classifier")]
+    pub out: PathBuf,
+    /// Directory holding the MNIST IDX files (`cargo xtask data` puts them here).
+    #[arg(long, default_value = DEFAULT_MNIST_DIR)]
+    pub data_dir: PathBuf,
+    /// Flavors mixed in training (comma-separated); accuracy is reported for all three.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "plain,rotated,kaggle-style"
+    )]
+    pub flavors: Vec<ClassifierFlavorArg>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 1500)]
+    pub steps: u64,
+    /// Digits per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Channels of the first conv (doubled three times).
+    #[arg(long, default_value_t = 8)]
+    pub width: usize,
+    /// Length of the feature vector FID-3D compares.
+    #[arg(long, default_value_t = 64)]
+    pub features: usize,
+    /// Test digits per class and flavor for the reported accuracy.
+    #[arg(long, default_value_t = 100)]
+    pub test_per_class: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Model directory (manifest.json + weights), e.g. models/pretrained/three-to-five.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Classifier directory (from `ot3d classifier train`).
+    #[arg(long, default_value = "models/pretrained/classifier")]
+    pub classifier: PathBuf,
+    /// Source test digits to map, split evenly over the four colors.
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Directory holding the MNIST IDX files.
+    #[arg(long, default_value = DEFAULT_MNIST_DIR)]
+    pub data_dir: PathBuf,
+    /// Also write the full report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Add the headline numbers to the model's manifest.json (`metrics`).
+    #[arg(long)]
+    pub record: bool,
 }
 
 /// Storage precision of exported weights.
@@ -309,6 +436,22 @@ pub struct TrainArgs {
     /// Seed of the initial weights and of every batch: a config reproduces its run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Train with the γ-weak quadratic cost (stochastic T(x, z)) and this final γ in [0, 1];
+    /// without it the cost is the strong one and T is deterministic.
+    #[arg(long)]
+    weak_gamma: Option<f64>,
+    /// Weak cost: outer steps over which γ ramps linearly from 0 to --weak-gamma.
+    #[arg(long, default_value_t = 200, requires = "weak_gamma")]
+    gamma_ramp_steps: u64,
+    /// Weak cost: noise draws z per source digit in a T-step (Z ≥ 2).
+    #[arg(long, default_value_t = 4, requires = "weak_gamma")]
+    noise_draws: usize,
+    /// Weak cost: noise channels fed to T beside the three colors.
+    #[arg(long, default_value_t = 1, requires = "weak_gamma")]
+    noise_channels: usize,
+    /// Weak cost: standard deviation of the noise z.
+    #[arg(long, default_value_t = 0.1, requires = "weak_gamma")]
+    noise_std: f32,
     /// Where to compute.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
@@ -332,6 +475,11 @@ impl TrainArgs {
                 t_depth: self.t_depth,
                 f_width: self.f_width,
                 f_stages: self.f_stages,
+                t_noise_channels: if self.weak_gamma.is_some() {
+                    self.noise_channels
+                } else {
+                    0
+                },
             },
             steps: self.steps.unwrap_or(DEFAULT_STEPS),
             t_steps: self.t_steps,
@@ -343,10 +491,32 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             max_abs_loss: self.max_abs_loss,
             seed: self.seed,
+            weak: self.weak_gamma.map(|gamma| WeakCost {
+                gamma,
+                gamma_ramp_steps: self.gamma_ramp_steps,
+                draws: self.noise_draws,
+                noise_std: self.noise_std,
+            }),
         };
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;
         Ok(config)
     }
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The JSON written by `ot3d eval --json`.
+    #[arg(long)]
+    pub eval: PathBuf,
+    /// The classifier directory the evaluation used.
+    #[arg(long, default_value = "models/pretrained/classifier")]
+    pub classifier: PathBuf,
+    /// Markdown file to write.
+    #[arg(long, default_value = "docs/results.md")]
+    pub out: PathBuf,
+    /// Images to embed, as paths relative to the report (repeatable).
+    #[arg(long)]
+    pub figure: Vec<String>,
 }

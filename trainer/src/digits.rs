@@ -84,6 +84,44 @@ impl ClassDigits {
         })
     }
 
+    /// The digits of every class 0-9 in `split`, reading the split once.
+    pub fn load_all(origin: &DigitOrigin, split: Split) -> Result<Vec<Self>, DigitsError> {
+        let first = Self::load(origin, split, 0)?;
+        (0..10u8)
+            .map(|digit| {
+                let indices = match &first.source {
+                    Source::Mnist(set, _) => set.indices_of(digit),
+                    Source::Kaggle(set, _) => set.indices_of(digit),
+                };
+                if indices.is_empty() {
+                    return Err(DigitsError::Empty {
+                        split: split.name(),
+                        digit,
+                    });
+                }
+                Ok(Self {
+                    source: first.source.clone(),
+                    indices,
+                    digit,
+                    split,
+                })
+            })
+            .collect()
+    }
+
+    /// The same digits voxelized by `voxel` (MNIST digits only; Kaggle digits are
+    /// already voxels and keep their own).
+    pub fn with_voxel(&self, voxel: &VoxelConfig) -> Self {
+        let source = match &self.source {
+            Source::Mnist(set, _) => Source::Mnist(set.clone(), voxel.clone()),
+            kaggle => kaggle.clone(),
+        };
+        Self {
+            source,
+            ..self.clone()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.indices.len()
     }

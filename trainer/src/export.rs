@@ -63,12 +63,30 @@ pub struct ExportReport {
 
 /// T(x) for a flat batch of grids.
 pub fn apply(t: &TransportMap, grids: &[f32], device: &Device) -> Vec<f32> {
+    apply_with_noise(t, grids, None, device)
+}
+
+/// T(x, z) with `noise` holding z for every digit (`[N, noise_channels, 16, 16, 16]`
+/// flattened); None means z = 0.
+pub fn apply_with_noise(
+    t: &TransportMap,
+    grids: &[f32],
+    noise: Option<&[f32]>,
+    device: &Device,
+) -> Vec<f32> {
     let batch = grids.len() / GRID_LEN;
     let x = Tensor::<5>::from_data(
         TensorData::new(grids.to_vec(), [batch, 3, 16, 16, 16]),
         device,
     );
-    t.forward(x, None)
+    let channels = t.noise_channels();
+    let z = noise.filter(|_| channels > 0).map(|values| {
+        Tensor::<5>::from_data(
+            TensorData::new(values.to_vec(), [batch, channels, 16, 16, 16]),
+            device,
+        )
+    });
+    t.forward(x, z)
         .into_data()
         .try_to_vec::<f32>()
         .expect("T outputs f32")
@@ -123,8 +141,9 @@ pub fn export(
         config: TransportShape {
             width: config.nets.t_width,
             depth: config.nets.t_depth,
-            noise_channels: 0,
+            noise_channels: config.nets.t_noise_channels,
         },
+        noise_std: config.weak.as_ref().map_or(0.0, |weak| weak.noise_std),
         source_digit: config.source,
         target_digit: config.target,
         data: config.data.name().into(),

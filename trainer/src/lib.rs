@@ -4,6 +4,7 @@
 pub mod atomic_file;
 pub mod device;
 pub mod digits;
+pub mod eval;
 pub mod export;
 pub mod kaggle_h5;
 pub mod mapping;

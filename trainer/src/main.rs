@@ -1,12 +1,13 @@
-//! `ot3d`: the ot3d command line — data inspection and previews, NOT training (export and
-//! evaluation join here as they land).
+//! `ot3d`: the ot3d command line — data inspection and previews, NOT training, export,
+//! mapping, the evaluation classifier and evaluation.
 
 mod args;
 
 use anyhow::{Context, Result};
 use args::{
-    BackendArg, Cli, Command, DataCommand, ExportArgs, MapArgs, PrecisionArg, PreviewArgs,
-    TrainArgs,
+    BackendArg, ClassifierCommand, ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command,
+    DataCommand, EvalArgs, ExportArgs, FigureCommand, FigureLossesArgs, FigureMapArgs, MapArgs,
+    PrecisionArg, PreviewArgs, ReportArgs, TrainArgs,
 };
 use clap::Parser;
 use ot3d_models::mnist::Split;
@@ -14,10 +15,16 @@ use ot3d_models::nets::burnpack::Precision;
 use ot3d_models::nets::parameter_count;
 use ot3d_trainer::device::{Backend, device};
 use ot3d_trainer::digits::{ClassDigits, DigitOrigin};
+use ot3d_trainer::eval::classifier_train::{
+    ClassifierTrainConfig, FlavorName, save_classifier, train_classifier,
+};
+use ot3d_trainer::eval::evaluate::{EvalRequest, evaluate, record_in_manifest, table};
+use ot3d_trainer::eval::figures::{MapFigure, loss_figure, map_figure};
 use ot3d_trainer::export::{PrecisionChoice, export};
 use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, npy_shape};
 use ot3d_trainer::mnist_dir::load_split;
 use ot3d_trainer::preview::{PreviewRequest, write_preview};
+use ot3d_trainer::training::log::read_log;
 use ot3d_trainer::training::run::{Finish, Start, read_config, train};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,6 +37,11 @@ fn main() -> ExitCode {
         Command::Train(args) => train_command(&args),
         Command::Export(args) => export_command(&args),
         Command::Map(args) => map_command(&args),
+        Command::Classifier(ClassifierCommand::Train(args)) => classifier_train(&args),
+        Command::Eval(args) => eval_command(&args),
+        Command::Report(args) => report_command(&args),
+        Command::Figure(FigureCommand::Map(args)) => figure_map(&args),
+        Command::Figure(FigureCommand::Losses(args)) => figure_losses(&args),
     };
     // User errors print as one readable chain ("error: what: why"), never as a backtrace.
     match result {
@@ -209,5 +221,143 @@ fn map_command(args: &MapArgs) -> Result<()> {
         manifest.source_digit,
         manifest.target_digit
     );
+    Ok(())
+}
+
+fn classifier_train(args: &ClassifierTrainArgs) -> Result<()> {
+    let mut config = ClassifierTrainConfig::new(args.data_dir.clone());
+    config.flavors = args
+        .flavors
+        .iter()
+        .map(|f| match f {
+            ClassifierFlavorArg::Plain => FlavorName::Plain,
+            ClassifierFlavorArg::Rotated => FlavorName::Rotated,
+            ClassifierFlavorArg::KaggleStyle => FlavorName::KaggleStyle,
+        })
+        .collect();
+    config.flavors.dedup();
+    (config.steps, config.batch_size, config.lr) = (args.steps, args.batch_size, args.lr);
+    (config.width, config.features) = (args.width, args.features);
+    (config.test_per_class, config.seed) = (args.test_per_class, args.seed);
+    let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
+    println!(
+        "training the digit classifier ({} steps, batch {}, flavors {})",
+        config.steps,
+        config.batch_size,
+        config
+            .flavors
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let started = std::time::Instant::now();
+    let (classifier, accuracy) = train_classifier(&config, &device, !args.quiet)?;
+    let manifest = save_classifier(&classifier, &config, accuracy, &args.out)?;
+    println!(
+        "wrote {} in {:.0} s; test accuracy ({} digits per class):",
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        config.test_per_class
+    );
+    for (flavor, accuracy) in &manifest.test_accuracy {
+        println!("  {flavor:<13} {:.2}%", 100.0 * accuracy);
+    }
+    Ok(())
+}
+
+fn eval_command(args: &EvalArgs) -> Result<()> {
+    let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
+    let request = EvalRequest {
+        weights: args.weights.clone(),
+        classifier: args.classifier.clone(),
+        mnist_dir: args.data_dir.clone(),
+        count: args.count,
+        seed: args.seed,
+    };
+    let report = evaluate(&request, &device)?;
+    print!("{}", table(&report));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        ot3d_trainer::atomic_file::write_atomic(path, json.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if args.record {
+        record_in_manifest(&args.weights, &report)?;
+        println!(
+            "recorded the headline numbers in {}/manifest.json",
+            args.weights.display()
+        );
+    }
+    Ok(())
+}
+
+fn write_png(path: &std::path::Path, image: &ot3d_models::render::RgbImage) -> Result<()> {
+    ot3d_trainer::atomic_file::write_atomic(path, &image.to_png())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "wrote {} ({}×{} pixels)",
+        path.display(),
+        image.width,
+        image.height
+    );
+    Ok(())
+}
+
+fn figure_map(args: &FigureMapArgs) -> Result<()> {
+    let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
+    let (t, manifest) = load_model_dir(&args.weights, &device)?;
+    let figure = MapFigure {
+        mnist_dir: args.data_dir.clone(),
+        per_color: args.per_color as usize,
+        seed: args.seed,
+        cell: args.cell as usize,
+    };
+    write_png(&args.out, &map_figure(&t, &manifest, &figure, &device)?)
+}
+
+fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
+    let log = read_log(&args.run).with_context(|| {
+        format!(
+            "cannot read {}/log.jsonl: pass a training run directory (ot3d train --run DIR)",
+            args.run.display()
+        )
+    })?;
+    if log.is_empty() {
+        anyhow::bail!(
+            "{}/log.jsonl has no steps yet: train first",
+            args.run.display()
+        );
+    }
+    write_png(&args.out, &loss_figure(&log))
+}
+
+fn report_command(args: &ReportArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.eval).with_context(|| {
+        format!(
+            "cannot read {}: write it with `ot3d eval --weights DIR --json {}`",
+            args.eval.display(),
+            args.eval.display()
+        )
+    })?;
+    let report: ot3d_trainer::eval::evaluate::EvalReport = serde_json::from_str(&text)
+        .with_context(|| {
+            format!(
+                "{} is not an `ot3d eval --json` report; write it again with ot3d eval",
+                args.eval.display()
+            )
+        })?;
+    let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
+    let (_, classifier) =
+        ot3d_trainer::eval::classifier_train::load_classifier(&args.classifier, &device)?;
+    let markdown = ot3d_trainer::eval::report::results_markdown(&report, &classifier, &args.figure);
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    ot3d_trainer::atomic_file::write_atomic(&args.out, markdown.as_bytes())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -2,16 +2,19 @@
 //! `.npy` of shape [N, 2, 3, 16, 16, 16] (index 0 = input x, 1 = T(x)).
 
 use crate::digits::{ClassDigits, DigitOrigin, DigitsError};
-use crate::export::apply;
+use crate::export::apply_with_noise;
 use burn::tensor::Device;
 use ot3d_models::mnist::Split;
-use ot3d_models::nets::TransportMap;
 use ot3d_models::nets::weights::{MANIFEST_FILE, Manifest, WeightsError};
+use ot3d_models::nets::{TransportMap, gaussian_noise};
+use ot3d_models::rng::{SeedRng, sample_seed};
 use ot3d_models::voxel::{Coloring, GRID, GRID_LEN, VoxelError};
 use std::path::{Path, PathBuf};
 
 /// Digits mapped per forward pass (bounds memory for large N).
 const CHUNK: usize = 64;
+/// Mixed into the seed for noise draws, so z is independent of the digits' colors.
+const NOISE_SEED: u64 = 0x006e_6f69_7365;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
@@ -83,15 +86,26 @@ pub fn map_digits(
         voxel,
     };
     let digits = ClassDigits::load(&origin, request.split, manifest.source_digit)?;
-    let inputs: Vec<f32> = digits
-        .sample(request.count, request.seed)?
-        .into_iter()
-        .flat_map(|(_, g)| g.into_vec())
+    let picked = digits.sample(request.count, request.seed)?;
+    // A stochastic map gets z per digit from the seed and the digit's index, so one digit
+    // maps the same way whatever else is in the request.
+    let noise_len = t.noise_channels() * GRID * GRID * GRID;
+    let noise: Vec<f32> = picked
+        .iter()
+        .flat_map(|(index, _)| {
+            let mut rng = SeedRng::new(sample_seed(request.seed ^ NOISE_SEED, *index as u64));
+            gaussian_noise(noise_len, manifest.noise_std, &mut rng)
+        })
         .collect();
+    let inputs: Vec<f32> = picked.into_iter().flat_map(|(_, g)| g.into_vec()).collect();
     let n = inputs.len() / GRID_LEN;
     let mut out = Vec::with_capacity(2 * inputs.len());
-    for chunk in inputs.chunks(CHUNK * GRID_LEN) {
-        let mapped = apply(t, chunk, device);
+    for (i, chunk) in inputs.chunks(CHUNK * GRID_LEN).enumerate() {
+        let z = (noise_len > 0).then(|| {
+            let start = i * CHUNK * noise_len;
+            &noise[start..start + chunk.len() / GRID_LEN * noise_len]
+        });
+        let mapped = apply_with_noise(t, chunk, z, device);
         for (x, y) in chunk.chunks(GRID_LEN).zip(mapped.chunks(GRID_LEN)) {
             out.extend_from_slice(x);
             out.extend_from_slice(y);

@@ -153,7 +153,13 @@ fn a_corrupt_byte_is_caught_and_named() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
+        (&["train", "--noise-draws", "3"], "--weak-gamma"),
+        (&["train", "--weak-gamma", "1.5", "--dry-run"], "gamma"),
+        (
+            &["train", "--weak-gamma", "0.5", "--noise-draws", "1"],
+            "draws",
+        ),
         (&["data", "preview", "--digit", "11"], "11"),
         (&["data", "preview", "--flavor", "cubist"], "cubist"),
         (&["data", "preview", "--flavor", "kaggle-h5"], "--h5"),
@@ -182,6 +188,40 @@ fn bad_arguments_are_refused_with_a_reason() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn dry_run_shows_the_weak_cost_and_a_noise_input_for_t() {
+    let Some(dir) = mnist_dir() else { return };
+    let dir = dir.to_str().unwrap();
+    let strong = ot3d(&["train", "--dry-run", "--data-dir", dir]);
+    let weak = ot3d(&[
+        "train",
+        "--dry-run",
+        "--data-dir",
+        dir,
+        "--weak-gamma",
+        "0.5",
+        "--noise-channels",
+        "2",
+    ]);
+    let (strong, weak) = (
+        String::from_utf8_lossy(&strong.stdout).into_owned(),
+        String::from_utf8_lossy(&weak.stdout).into_owned(),
+    );
+    assert!(strong.contains("\"weak\": null"), "{strong}");
+    assert!(
+        weak.contains("\"gamma\": 0.5") && weak.contains("\"t_noise_channels\": 2"),
+        "{weak}"
+    );
+    let t_params = |text: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with("T ")).unwrap();
+        line.split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .unwrap()
+    };
+    // Two more input channels into T's first 3³ conv of width 16: 2·16·27 weights.
+    assert_eq!(t_params(&weak) - t_params(&strong), 2 * 16 * 27);
 }
 
 #[test]

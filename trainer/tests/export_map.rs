@@ -11,22 +11,28 @@ use ot3d_tests::mnist_dir;
 use ot3d_trainer::export::{F16_TOLERANCE, PrecisionChoice, apply, export};
 use ot3d_trainer::mapping::{MapError, MapRequest, load_model_dir, map_digits, npy_shape};
 use ot3d_trainer::training::checkpoint::load_latest_nets;
-use ot3d_trainer::training::config::{NetsConfig, TrainConfig};
+use ot3d_trainer::training::config::{NetsConfig, TrainConfig, WeakCost};
 use ot3d_trainer::training::run::{Start, train};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 fn trained_run(dir: &Path) -> Option<TrainConfig> {
+    trained_run_with(dir, |_| {})
+}
+
+fn trained_run_with(dir: &Path, adjust: impl FnOnce(&mut TrainConfig)) -> Option<TrainConfig> {
     let mut config = TrainConfig::reference(mnist_dir()?);
     config.nets = NetsConfig {
         t_width: 4,
         t_depth: 1,
         f_width: 2,
         f_stages: 1,
+        t_noise_channels: 0,
     };
     (config.steps, config.t_steps, config.batch_size) = (3, 2, 4);
     (config.lr_t, config.lr_f) = (1e-3, 1e-3);
+    adjust(&mut config);
     train(
         &config,
         dir,
@@ -115,6 +121,56 @@ fn export_load_map_matches_the_trained_model() {
             .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
         assert!(red == 0.0 && blue > 0.0);
     }
+}
+
+#[test]
+fn a_stochastic_map_exports_its_noise_and_maps_reproducibly() {
+    let run = tempfile::tempdir().unwrap();
+    let Some(_) = trained_run_with(run.path(), |config| {
+        config.nets.t_noise_channels = 2;
+        config.weak = Some(WeakCost {
+            gamma: 0.5,
+            gamma_ramp_steps: 0,
+            draws: 2,
+            noise_std: 0.3,
+        });
+    }) else {
+        return;
+    };
+    let device = Device::flex();
+    let out = tempfile::tempdir().unwrap();
+    let model = out.path().join("weak");
+    export(run.path(), &model, PrecisionChoice::Auto, &device).unwrap();
+    let (t, manifest) = load_model_dir(&model, &device).unwrap();
+    assert_eq!(
+        (manifest.config.noise_channels, manifest.noise_std),
+        (2, 0.3)
+    );
+    let request = MapRequest {
+        mnist_dir: mnist_dir().unwrap(),
+        split: Split::Test,
+        count: 4,
+        coloring: None,
+        seed: 5,
+    };
+    let (_, first) = map_digits(&t, &manifest, &request, &device).unwrap();
+    let (_, again) = map_digits(&t, &manifest, &request, &device).unwrap();
+    assert_eq!(first, again, "one seed, one output");
+    // The noise is used: z = 0 gives other outputs.
+    let inputs: Vec<f32> = first
+        .chunks(GRID_LEN)
+        .step_by(2)
+        .flatten()
+        .copied()
+        .collect();
+    let outputs: Vec<f32> = first
+        .chunks(GRID_LEN)
+        .skip(1)
+        .step_by(2)
+        .flatten()
+        .copied()
+        .collect();
+    assert_ne!(apply(&t, &inputs, &device), outputs);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use ot3d_tests::mnist_dir;
 use ot3d_trainer::training::checkpoint::{
     Checkpoint, TrainingState, latest_dir, load_latest_nets, save,
 };
-use ot3d_trainer::training::config::{NetsConfig, TrainConfig};
+use ot3d_trainer::training::config::{NetsConfig, TrainConfig, WeakCost};
 use ot3d_trainer::training::log::read_log;
 use ot3d_trainer::training::run::{Finish, Start, TrainError, read_config, train};
 use std::path::Path;
@@ -20,6 +20,7 @@ fn tiny(steps: u64) -> Option<TrainConfig> {
         t_depth: 1,
         f_width: 2,
         f_stages: 1,
+        t_noise_channels: 0,
     };
     config.steps = steps;
     config.t_steps = 2;
@@ -87,13 +88,34 @@ fn losses_move_and_every_step_is_logged() {
     assert!(log.last().unwrap().cost > 0.0, "T left the identity");
     assert_eq!(read_config(dir.path()).unwrap(), config);
     assert!(latest_dir(dir.path()).unwrap().ends_with("step-00000004"));
+
+    // The loss curves of this run as a PNG.
+    let png = dir.path().join("losses.png");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ot3d"))
+        .args(["figure", "losses"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
 }
 
 #[test]
 fn resume_continues_bit_for_bit() {
     let Some(config) = tiny(4) else { return };
+    assert_resume_is_exact(&config);
+}
+
+/// 4 steps straight and 2 + resume 2 give identical weights, state and losses.
+fn assert_resume_is_exact(config: &TrainConfig) {
     let straight = tempfile::tempdir().unwrap();
-    run(&config, straight.path(), Start::New).unwrap();
+    run(config, straight.path(), Start::New).unwrap();
 
     let split = tempfile::tempdir().unwrap();
     let half = TrainConfig {
@@ -101,12 +123,12 @@ fn resume_continues_bit_for_bit() {
         ..config.clone()
     };
     run(&half, split.path(), Start::New).unwrap();
-    run(&config, split.path(), Start::Resume).unwrap();
+    run(config, split.path(), Start::Resume).unwrap();
 
     // Weight files embed random parameter ids, so compare the values themselves.
     let (a, b) = (
-        weights(&config, straight.path()),
-        weights(&config, split.path()),
+        weights(config, straight.path()),
+        weights(config, split.path()),
     );
     assert_eq!(a.len(), b.len());
     let differing = a
@@ -129,10 +151,82 @@ fn resume_continues_bit_for_bit() {
         read_log(dir)
             .unwrap()
             .into_iter()
-            .map(|r| (r.step, r.l_f, r.l_t, r.cost))
+            .map(|r| (r.step, r.l_f, r.l_t, r.cost, r.gamma, r.spread))
             .collect::<Vec<_>>()
     };
     assert_eq!(losses(straight.path()), losses(split.path()));
+}
+
+#[test]
+fn weak_cost_ramps_gamma_spreads_outputs_and_resumes_exactly() {
+    let Some(mut config) = tiny(4) else { return };
+    config.nets.t_noise_channels = 1;
+    config.weak = Some(WeakCost {
+        gamma: 0.5,
+        gamma_ramp_steps: 2,
+        draws: 3,
+        noise_std: 0.5,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    run(&config, dir.path(), Start::New).unwrap();
+    let log = read_log(dir.path()).unwrap();
+    assert_eq!(
+        log.iter().map(|r| r.gamma).collect::<Vec<_>>(),
+        vec![Some(0.25), Some(0.5), Some(0.5), Some(0.5)]
+    );
+    // T starts deterministic (zero output layer); once trained, z moves its output.
+    let spread = log.last().unwrap().spread.unwrap();
+    assert!(spread > 0.0 && spread.is_finite(), "spread {spread}");
+    assert!(log.iter().all(|r| r.l_t.is_finite() && r.cost >= 0.0));
+    assert_resume_is_exact(&config);
+}
+
+#[test]
+fn weak_cost_settings_are_checked() {
+    let Some(config) = tiny(4) else { return };
+    let weak = WeakCost {
+        gamma: 0.5,
+        gamma_ramp_steps: 0,
+        draws: 2,
+        noise_std: 0.1,
+    };
+    let with = |gamma: f64, draws: usize, noise: usize| TrainConfig {
+        nets: NetsConfig {
+            t_noise_channels: noise,
+            ..config.nets.clone()
+        },
+        weak: Some(WeakCost {
+            gamma,
+            draws,
+            ..weak.clone()
+        }),
+        ..config.clone()
+    };
+    assert!(with(0.5, 2, 1).validate().is_ok());
+    for (bad, words) in [
+        (with(0.5, 2, 0), "noise channels"),
+        (with(1.5, 2, 1), "gamma"),
+        (with(0.5, 1, 1), "draws"),
+        (
+            TrainConfig {
+                weak: None,
+                ..with(0.5, 2, 1)
+            },
+            "strong",
+        ),
+    ] {
+        let err = bad.validate().unwrap_err();
+        assert!(err.contains(words), "{err}");
+    }
+    assert_eq!(weak.gamma_at(1), 0.5);
+    let ramp = WeakCost {
+        gamma_ramp_steps: 4,
+        ..weak
+    };
+    assert_eq!(
+        [1, 2, 4, 9].map(|s| ramp.gamma_at(s)),
+        [0.125, 0.25, 0.5, 0.5]
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Installing what the build and the tests need, each only when missing: the rustup
-//! wasm32 target, wasm-bindgen's CLI at the version Cargo.lock pins, Node.js, h5py.
+//! wasm32 target, wasm-bindgen's CLI at the version Cargo.lock pins, Node.js, h5py, and
+//! Debian packages (Mesa's software Vulkan driver).
 
 use crate::shell::{cargo, output, run, step};
 use anyhow::{Context, Result, bail};
@@ -89,4 +90,45 @@ pub fn ensure_h5py() -> Result<()> {
         run(Command::new("apt-get").args(["install", "-y", "-q", "python3-h5py"]))?;
     }
     Ok(())
+}
+
+fn debian_package_installed(name: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", name]))
+        .is_some_and(|status| status.contains("install ok installed"))
+}
+
+/// Installs the Debian `packages` that are missing (apt-get update first), saying `why`.
+pub fn ensure_debian_packages(packages: &[&str], why: &str) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !debian_package_installed(p))
+        .collect();
+    if missing.is_empty() {
+        println!("    Debian packages {}: installed", packages.join(", "));
+        return Ok(());
+    }
+    step(&format!(
+        "Installing Debian packages {} ({why})",
+        missing.join(", ")
+    ));
+    let fix = format!(
+        "install them by hand: sudo apt-get install {}",
+        missing.join(" ")
+    );
+    run(Command::new("apt-get").args(["update", "-q"])).with_context(|| fix.clone())?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing))
+    .with_context(|| fix.clone())?;
+    Ok(())
+}
+
+/// Mesa's lavapipe (a Vulkan driver on the CPU) and the Vulkan loader: the trainer's
+/// wgpu backend is tested on them.
+pub fn ensure_vulkan() -> Result<()> {
+    ensure_debian_packages(
+        &["mesa-vulkan-drivers", "libvulkan1"],
+        "the trainer's wgpu backend is tested on Mesa's CPU Vulkan driver",
+    )
 }

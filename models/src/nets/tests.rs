@@ -63,16 +63,37 @@ fn transport_map_starts_as_the_identity_at_every_depth() {
 #[test]
 fn transport_map_takes_noise_channels() {
     let device = device();
-    let t = TransportMapConfig::new()
+    let mut t = TransportMapConfig::new()
         .with_width(4)
         .with_noise_channels(2)
         .init(&device);
+    // A random output layer, so that z reaches the output.
+    t.out.weight = t
+        .out
+        .weight
+        .map(|w| w.random_like(Distribution::Normal(0.0, 0.1)));
     assert_eq!(t.noise_channels(), 2);
     let z = Tensor::random([3, 2, 16, 16, 16], Distribution::Normal(0.0, 1.0), &device);
-    assert_eq!(
-        t.forward(random_digits(3, &device), Some(z)).dims(),
-        [3, 3, 16, 16, 16]
-    );
+    let x = random_digits(3, &device);
+    let with_z = t.forward(x.clone(), Some(z));
+    assert_eq!(with_z.dims(), [3, 3, 16, 16, 16]);
+    // No z means z = 0, not a shape error.
+    let zeros = Tensor::zeros([3, 2, 16, 16, 16], &device);
+    let without_z = values(t.forward(x.clone(), None));
+    assert_ne!(without_z, values(with_z), "z must change the output");
+    assert_eq!(without_z, values(t.forward(x, Some(zeros))));
+}
+
+#[test]
+fn gaussian_noise_is_seeded_and_scaled() {
+    use crate::rng::SeedRng;
+    let a = gaussian_noise(20_000, 0.5, &mut SeedRng::new(3));
+    assert_eq!(a, gaussian_noise(20_000, 0.5, &mut SeedRng::new(3)));
+    assert_ne!(a, gaussian_noise(20_000, 0.5, &mut SeedRng::new(4)));
+    let mean = a.iter().map(|&v| v as f64).sum::<f64>() / a.len() as f64;
+    let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64;
+    assert!(mean.abs() < 0.02, "mean {mean}");
+    assert!((var.sqrt() - 0.5).abs() < 0.02, "std {}", var.sqrt());
 }
 
 #[test]
@@ -176,6 +197,7 @@ mod weights_format {
             voxel: crate::voxel::VoxelConfig::default(),
             value_range: [0.0, 1.0],
             precision,
+            noise_std: 0.0,
             precision_max_abs_diff: 0.0,
             training_steps: 7,
             metrics: Default::default(),

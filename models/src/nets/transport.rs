@@ -109,6 +109,12 @@ impl TransportMapConfig {
     }
 }
 
+/// `count` samples of N(0, std²) from `rng`: the noise z of a stochastic map, drawn the same
+/// way natively and in the browser so a seed names one output.
+pub fn gaussian_noise(count: usize, std: f32, rng: &mut crate::rng::SeedRng) -> Vec<f32> {
+    (0..count).map(|_| (rng.normal() as f32) * std).collect()
+}
+
 impl TransportMap {
     /// Extra noise channels this map expects beside the 3 color channels.
     pub fn noise_channels(&self) -> usize {
@@ -116,11 +122,17 @@ impl TransportMap {
     }
 
     /// T(x) for `x: [B, 3, 16, 16, 16]`, with `z: [B, noise_channels, 16, 16, 16]` when the
-    /// map is stochastic (ignored, and may be None, when it is not).
+    /// map is stochastic (ignored when it is not). A stochastic map given no z sees z = 0,
+    /// the noise's mean: a deterministic summary of the map.
     pub fn forward(&self, x: Tensor<5>, z: Option<Tensor<5>>) -> Tensor<5> {
-        let input = match z {
-            Some(z) if self.noise_channels > 0 => Tensor::cat(vec![x.clone(), z], 1),
-            _ => x.clone(),
+        let input = match (self.noise_channels, z) {
+            (0, _) => x.clone(),
+            (_, Some(z)) => Tensor::cat(vec![x.clone(), z], 1),
+            (channels, None) => {
+                let [batch, _, d, h, w] = x.dims();
+                let zeros = Tensor::zeros([batch, channels, d, h, w], &x.device());
+                Tensor::cat(vec![x.clone(), zeros], 1)
+            }
         };
         let mut skips = Vec::with_capacity(self.down.len());
         let mut h = input;

@@ -53,6 +53,10 @@ pub struct Manifest {
     /// an undertrained T can leave this range slightly.
     pub value_range: [f32; 2],
     pub precision: Precision,
+    /// Standard deviation of the noise z a stochastic map (weak cost) was trained with;
+    /// 0 for a deterministic map.
+    #[serde(default)]
+    pub noise_std: f32,
     /// Largest |T(x)| difference between the stored precision and f32, measured at export.
     pub precision_max_abs_diff: f32,
     pub training_steps: u64,
@@ -74,8 +78,11 @@ pub enum WeightsError {
         "manifest format version {found} is not supported (this build reads version {FORMAT_VERSION}); re-export the model with this version of `ot3d export`"
     )]
     UnsupportedVersion { found: u32 },
-    #[error("the manifest describes a {found:?}, not a {TRANSPORT_MAP_KIND:?}")]
-    WrongKind { found: String },
+    #[error("the manifest describes a {found:?}, not a {expected:?}")]
+    WrongKind {
+        found: String,
+        expected: &'static str,
+    },
     #[error("the manifest's network config is invalid: {0}")]
     BadConfig(String),
     #[error(
@@ -104,28 +111,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl Manifest {
     /// Parses and checks a manifest on its own (before the weights are read).
     pub fn parse(json: &str) -> Result<Self, WeightsError> {
-        // Read the version first, so an old or future file gets the version message rather
-        // than whichever field changed.
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| WeightsError::Manifest(e.to_string()))?;
-        let version = value.get("format_version").and_then(|v| v.as_u64());
-        match version {
-            Some(v) if v == FORMAT_VERSION as u64 => {}
-            Some(v) => return Err(WeightsError::UnsupportedVersion { found: v as u32 }),
-            None => return Err(WeightsError::Manifest("no format_version field".into())),
-        }
-        let manifest: Manifest =
-            serde_json::from_value(value).map_err(|e| WeightsError::Manifest(e.to_string()))?;
-        if manifest.kind != TRANSPORT_MAP_KIND {
-            return Err(WeightsError::WrongKind {
-                found: manifest.kind,
-            });
-        }
+        let manifest: Manifest = parse_versioned(json, TRANSPORT_MAP_KIND)?;
         manifest
             .config
             .config()
             .validate()
             .map_err(WeightsError::BadConfig)?;
+        let noisy = manifest.config.noise_channels > 0;
+        if noisy && !(manifest.noise_std.is_finite() && manifest.noise_std > 0.0) {
+            return Err(WeightsError::BadConfig(format!(
+                "a map with noise channels needs a positive noise_std, got {}",
+                manifest.noise_std
+            )));
+        }
         manifest
             .voxel
             .validate()
@@ -158,21 +156,52 @@ impl Manifest {
 
     /// Checks that `weights` are the bytes this manifest describes.
     pub fn verify_weights(&self, weights: &[u8]) -> Result<(), WeightsError> {
-        if weights.len() != self.weights_bytes {
-            return Err(WeightsError::WrongSize {
-                expected: self.weights_bytes,
-                found: weights.len(),
-            });
-        }
-        let found = sha256_hex(weights);
-        if found != self.sha256 {
-            return Err(WeightsError::ChecksumMismatch {
-                expected: self.sha256.clone(),
-                found,
-            });
-        }
-        Ok(())
+        verify_bytes(weights, self.weights_bytes, &self.sha256)
     }
+}
+
+/// Parses a manifest of `kind`, reading `format_version` and `kind` first, so an old or
+/// future file, or another model's manifest, gets that message rather than whichever field
+/// differs.
+pub(crate) fn parse_versioned<T: serde::de::DeserializeOwned>(
+    json: &str,
+    kind: &'static str,
+) -> Result<T, WeightsError> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| WeightsError::Manifest(e.to_string()))?;
+    match value.get("format_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == FORMAT_VERSION as u64 => {}
+        Some(v) => return Err(WeightsError::UnsupportedVersion { found: v as u32 }),
+        None => return Err(WeightsError::Manifest("no format_version field".into())),
+    }
+    match value.get("kind").and_then(|k| k.as_str()) {
+        Some(found) if found == kind => {}
+        found => {
+            return Err(WeightsError::WrongKind {
+                found: found.unwrap_or("(no kind field)").to_string(),
+                expected: kind,
+            });
+        }
+    }
+    serde_json::from_value(value).map_err(|e| WeightsError::Manifest(e.to_string()))
+}
+
+/// Checks that `bytes` have the size and sha256 a manifest names.
+pub(crate) fn verify_bytes(bytes: &[u8], size: usize, sha256: &str) -> Result<(), WeightsError> {
+    if bytes.len() != size {
+        return Err(WeightsError::WrongSize {
+            expected: size,
+            found: bytes.len(),
+        });
+    }
+    let found = sha256_hex(bytes);
+    if found != sha256 {
+        return Err(WeightsError::ChecksumMismatch {
+            expected: sha256.to_string(),
+            found,
+        });
+    }
+    Ok(())
 }
 
 /// Loads a shipped transport map from its manifest text and weight bytes, checking both.

@@ -56,6 +56,9 @@ pub struct NetsConfig {
     pub t_depth: usize,
     pub f_width: usize,
     pub f_stages: usize,
+    /// Noise channels z fed to T beside the colors (weak cost only; 0 = deterministic T).
+    #[serde(default)]
+    pub t_noise_channels: usize,
 }
 
 impl Default for NetsConfig {
@@ -65,6 +68,7 @@ impl Default for NetsConfig {
             t_depth: 2,
             f_width: 16,
             f_stages: 3,
+            t_noise_channels: 0,
         }
     }
 }
@@ -74,12 +78,42 @@ impl NetsConfig {
         TransportMapConfig::new()
             .with_width(self.t_width)
             .with_depth(self.t_depth)
+            .with_noise_channels(self.t_noise_channels)
     }
 
     pub fn potential(&self) -> PotentialConfig {
         PotentialConfig::new()
             .with_width(self.f_width)
             .with_stages(self.f_stages)
+    }
+}
+
+/// The γ-weak quadratic cost of NOT (Korotin et al., 2023, §4.3): T(x, z) is stochastic
+/// and costs `mean_z ‖x − T(x,z)‖²/D − γ · Var_z T(x,z)/D`, where Var is the mean squared
+/// distance of the Z draws from their mean. γ > 0 rewards spreading one x over several
+/// outputs (a one-to-many plan); γ = 0 is the strong cost on average.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeakCost {
+    /// Final γ, in [0, 1] (above 1 the cost is no longer bounded below in the spread).
+    pub gamma: f64,
+    /// γ grows linearly from 0 to `gamma` over this many outer steps (0: full γ at once),
+    /// so T first learns a map and only then learns to spread.
+    pub gamma_ramp_steps: u64,
+    /// Noise draws z per source digit in a T-step (Z ≥ 2, to estimate the variance).
+    pub draws: usize,
+    /// Standard deviation of the Gaussian noise z.
+    pub noise_std: f32,
+}
+
+impl WeakCost {
+    /// γ at outer step `step` (1-based).
+    pub fn gamma_at(&self, step: u64) -> f64 {
+        if self.gamma_ramp_steps == 0 || step >= self.gamma_ramp_steps {
+            self.gamma
+        } else {
+            self.gamma * step as f64 / self.gamma_ramp_steps as f64
+        }
     }
 }
 
@@ -107,6 +141,9 @@ pub struct TrainConfig {
     /// A loss whose magnitude exceeds this stops the run as diverged.
     pub max_abs_loss: f64,
     pub seed: u64,
+    /// The weak cost, when T is stochastic (`nets.t_noise_channels` > 0); None = strong cost.
+    #[serde(default)]
+    pub weak: Option<WeakCost>,
 }
 
 impl TrainConfig {
@@ -130,6 +167,7 @@ impl TrainConfig {
             checkpoint_every: 100,
             max_abs_loss: 1e6,
             seed: 0,
+            weak: None,
         }
     }
 
@@ -177,6 +215,43 @@ impl TrainConfig {
             if !(0.0..1.0).contains(&beta) {
                 return Err(format!("{name} must be in [0, 1), got {beta}"));
             }
+        }
+        self.validate_weak()
+    }
+
+    fn validate_weak(&self) -> Result<(), String> {
+        let noise = self.nets.t_noise_channels;
+        let Some(weak) = &self.weak else {
+            if noise > 0 {
+                return Err(format!(
+                    "T has {noise} noise channels but the cost is strong: noise needs the weak cost (--weak-gamma)"
+                ));
+            }
+            return Ok(());
+        };
+        if noise == 0 {
+            return Err("the weak cost needs T noise channels (--noise-channels 1 or more)".into());
+        }
+        if !(0.0..=1.0).contains(&weak.gamma) {
+            return Err(format!("weak gamma must be in [0, 1], got {}", weak.gamma));
+        }
+        if !(2..=64).contains(&weak.draws) {
+            return Err(format!(
+                "noise draws per digit must be 2..=64 (the variance needs two), got {}",
+                weak.draws
+            ));
+        }
+        if !(weak.noise_std.is_finite() && weak.noise_std > 0.0) {
+            return Err(format!(
+                "noise std must be a positive number, got {}",
+                weak.noise_std
+            ));
+        }
+        if self.batch_size * weak.draws > 4096 {
+            return Err(format!(
+                "batch_size × draws = {} is larger than 4096",
+                self.batch_size * weak.draws
+            ));
         }
         Ok(())
     }

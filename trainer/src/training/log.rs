@@ -13,12 +13,18 @@ pub struct StepRecord {
     pub step: u64,
     /// f-step loss, mean f(T(x)) − mean f(y).
     pub l_f: f64,
-    /// Last T-step's loss, cost − mean f(T(x)).
+    /// Last T-step's loss, cost (− γ·spread) − mean f(T(x)).
     pub l_t: f64,
     /// Last T-step's transport cost, mean ‖x − T(x)‖²/D.
     pub cost: f64,
     /// Wall-clock seconds of this outer step.
     pub seconds: f64,
+    /// Weak cost only: γ at this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// Weak cost only: last T-step's spread, mean ‖T(x,z) − mean_z T(x,z)‖²/D.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<f64>,
 }
 
 pub struct LossLog {

@@ -1,6 +1,6 @@
 //! The NOT objectives with the strong quadratic cost (Korotin et al., 2023, Alg. 1):
 //! f-step `L_f = mean f(T(x)) − mean f(y)`, T-step `L_T = mean ‖x − T(x)‖²/D − mean f(T(x))`,
-//! with D = 3·16³ the number of values per digit.
+//! with D = 3·16³ the number of values per digit; and the γ-weak cost's terms (§4.3).
 
 use burn::tensor::Tensor;
 
@@ -18,6 +18,31 @@ pub fn potential_loss(f_t_x: Tensor<2>, f_y: Tensor<2>) -> Tensor<1> {
 /// `L_T = cost − mean f(T(x))`.
 pub fn transport_loss(cost: Tensor<1>, f_t_x: Tensor<2>) -> Tensor<1> {
     cost - f_t_x.mean()
+}
+
+/// Each of `x`'s B digits repeated `draws` times in a row: `[B·draws, C, D, H, W]`, the
+/// layout [`weak_cost_terms`] expects for T(x, z).
+pub fn repeat_draws(x: Tensor<5>, draws: usize) -> Tensor<5> {
+    let [b, c, d, h, w] = x.dims();
+    x.reshape([b, 1, c * d * h * w])
+        .repeat_dim(1, draws)
+        .reshape([b * draws, c, d, h, w])
+}
+
+/// The weak cost's terms for `x: [B, …]` and `t_xz: [B·Z, …]` (the Z draws of one x in a
+/// row): `(mean ‖x − T(x,z)‖²/D, mean ‖T(x,z) − mean_z' T(x,z')‖²/D)`, the transport cost
+/// and the spread (conditional variance) that γ rewards.
+pub fn weak_cost_terms(x: Tensor<5>, t_xz: Tensor<5>, draws: usize) -> (Tensor<1>, Tensor<1>) {
+    let [b, c, d, h, w] = x.dims();
+    let n = c * d * h * w;
+    let x = x.reshape([b, 1, n]);
+    let t = t_xz.reshape([b, draws, n]);
+    let cost = (t.clone() - x).powi_scalar(2).mean().reshape([1]);
+    let spread = (t.clone() - t.mean_dim(1))
+        .powi_scalar(2)
+        .mean()
+        .reshape([1]);
+    (cost, spread)
 }
 
 #[cfg(test)]
@@ -50,5 +75,25 @@ mod tests {
         assert_eq!(scalar(potential_loss(f_t_x.clone(), f_y)), 2.0 - 1.0);
         let cost = Tensor::<1>::from_data(TensorData::from([0.5f32]), &device);
         assert_eq!(scalar(transport_loss(cost, f_t_x)), 0.5 - 2.0);
+    }
+
+    #[test]
+    fn weak_cost_terms_by_hand() {
+        let device = Device::flex();
+        // Two digits of one value each, x = (1, 10), two draws each.
+        let x = Tensor::<1>::from_data(TensorData::from([1.0f32, 10.0]), &device)
+            .reshape([2, 1, 1, 1, 1]);
+        let repeated = repeat_draws(x.clone(), 2);
+        assert_eq!(
+            repeated.clone().into_data().try_to_vec::<f32>().unwrap(),
+            [1.0, 1.0, 10.0, 10.0]
+        );
+        // T(x, z): (0, 4) for x = 1 and (10, 10) for x = 10.
+        let t_xz = Tensor::<1>::from_data(TensorData::from([0.0f32, 4.0, 10.0, 10.0]), &device)
+            .reshape([4, 1, 1, 1, 1]);
+        let (cost, spread) = weak_cost_terms(x, t_xz, 2);
+        // Squared distances 1, 9, 0, 0 → 2.5; spreads: mean 2 → (4 + 4)/2 = 4 and 0 → 2.
+        assert_eq!(scalar(cost), 2.5);
+        assert_eq!(scalar(spread), 2.0);
     }
 }

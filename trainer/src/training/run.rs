@@ -4,8 +4,10 @@
 use super::checkpoint::{self, Checkpoint, CheckpointError, TrainingState};
 use super::config::TrainConfig;
 use super::log::{LossLog, StepRecord};
-use super::losses::{potential_loss, transport_cost, transport_loss};
-use super::sampler::BatchSampler;
+use super::losses::{
+    potential_loss, repeat_draws, transport_cost, transport_loss, weak_cost_terms,
+};
+use super::sampler::{BatchSampler, noise_batch};
 use crate::atomic_file::write_atomic;
 use crate::digits::{ClassDigits, DigitsError};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -224,7 +226,17 @@ pub fn train(
         // f-step: T fixed (its output detached), f pushed to separate T(x) from real targets.
         let x = source.batch(config.batch_size, &mut rng, &device)?;
         let y = target.batch(config.batch_size, &mut rng, &device)?;
-        let t_x = state.t.forward(x, None).detach();
+        let z = config.weak.as_ref().map(|weak| {
+            let channels = config.nets.t_noise_channels;
+            noise_batch(
+                config.batch_size,
+                channels,
+                weak.noise_std,
+                &mut rng,
+                &device,
+            )
+        });
+        let t_x = state.t.forward(x, z).detach();
         let l_f = potential_loss(state.f.forward(t_x), state.f.forward(y));
         let grads = GradientsParams::from_grads(l_f.backward(), &state.f);
         state.f = state.opt_f.step(config.lr_f, state.f, grads);
@@ -232,12 +244,36 @@ pub fn train(
         check(step, "L_f", l_f, config, run)?;
 
         // K_T T-steps: T pulled toward cheap maps that f scores like targets.
-        let (mut l_t, mut cost) = (0.0, 0.0);
+        let gamma = config.weak.as_ref().map(|weak| weak.gamma_at(step));
+        let (mut l_t, mut cost, mut spread) = (0.0, 0.0, None);
         for _ in 0..config.t_steps {
             let x = source.batch(config.batch_size, &mut rng, &device)?;
-            let t_x = state.t.forward(x.clone(), None);
-            let cost_t = transport_cost(x, t_x.clone());
-            let loss = transport_loss(cost_t.clone(), state.f.forward(t_x));
+            let (loss, cost_t) = match &config.weak {
+                None => {
+                    let t_x = state.t.forward(x.clone(), None);
+                    let cost_t = transport_cost(x, t_x.clone());
+                    (transport_loss(cost_t.clone(), state.f.forward(t_x)), cost_t)
+                }
+                Some(weak) => {
+                    // Z draws of z per x: the cost averages over them, the spread between
+                    // them is what γ rewards.
+                    let z = noise_batch(
+                        config.batch_size * weak.draws,
+                        config.nets.t_noise_channels,
+                        weak.noise_std,
+                        &mut rng,
+                        &device,
+                    );
+                    let t_xz = state
+                        .t
+                        .forward(repeat_draws(x.clone(), weak.draws), Some(z));
+                    let (cost_t, spread_t) = weak_cost_terms(x, t_xz.clone(), weak.draws);
+                    let weak_cost =
+                        cost_t.clone() - spread_t.clone().mul_scalar(gamma.unwrap_or(0.0));
+                    spread = Some(scalar(spread_t));
+                    (transport_loss(weak_cost, state.f.forward(t_xz)), cost_t)
+                }
+            };
             let grads = GradientsParams::from_grads(loss.backward(), &state.t);
             state.t = state.opt_t.step(config.lr_t, state.t, grads);
             (l_t, cost) = (scalar(loss), scalar(cost_t));
@@ -254,6 +290,8 @@ pub fn train(
             l_t,
             cost,
             seconds: started.elapsed().as_secs_f64(),
+            gamma,
+            spread,
         };
         log.append(&record).map_err(io(log.path()))?;
         bar.set_message(format!("L_f {l_f:+.4} L_T {l_t:+.4} cost {cost:.5}"));

@@ -4,6 +4,7 @@
 
 use crate::digits::ClassDigits;
 use burn::tensor::{Device, Tensor, TensorData};
+use ot3d_models::nets::gaussian_noise;
 use ot3d_models::rng::SeedRng;
 use ot3d_models::voxel::{GRID, VoxelError};
 
@@ -38,4 +39,20 @@ impl BatchSampler {
             device,
         ))
     }
+}
+
+/// Noise z for a stochastic T: `[batch, channels, 16, 16, 16]` of N(0, std²), drawn from
+/// `rng` so that a resumed run draws the same noise.
+pub fn noise_batch(
+    batch: usize,
+    channels: usize,
+    std: f32,
+    rng: &mut SeedRng,
+    device: &Device,
+) -> Tensor<5> {
+    let values = gaussian_noise(batch * channels * GRID * GRID * GRID, std, rng);
+    Tensor::from_data(
+        TensorData::new(values, [batch, channels, GRID, GRID, GRID]),
+        device,
+    )
 }

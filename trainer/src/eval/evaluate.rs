@@ -1,0 +1,493 @@
+//! `ot3d eval`: a shipped map on held-out source digits of each color, judged by the
+//! classifier (target accuracy, FID-3D), by color (preservation), by cost (against exact
+//! discrete OT and random pairing) and by spread (mode-collapse check).
+
+use super::classifier_train::{ClassifierError, load_classifier, predict};
+use super::metrics::{
+    dominant_color, frechet_distance, mean_pairwise_sq_distance, min_cost_assignment,
+};
+use crate::digits::{ClassDigits, DigitOrigin, DigitsError};
+use crate::mapping::{MapError, MapRequest, load_model_dir, map_digits};
+use burn::tensor::{Device, Tensor, TensorData};
+use ot3d_models::mnist::Split;
+use ot3d_models::nets::DigitClassifier;
+use ot3d_models::nets::weights::Manifest;
+use ot3d_models::voxel::{Coloring, DigitColor, GRID, GRID_LEN, VoxelError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("map: {0}")]
+    Map(#[from] MapError),
+    #[error("classifier: {0}")]
+    Classifier(#[from] ClassifierError),
+    #[error(transparent)]
+    Data(#[from] DigitsError),
+    #[error("cannot voxelize: {0}")]
+    Voxel(#[from] VoxelError),
+    #[error("--count must be at least 8 (2 per color), got {0}")]
+    TooFew(usize),
+    #[error("cannot write {path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// What to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    pub weights: PathBuf,
+    pub classifier: PathBuf,
+    pub mnist_dir: PathBuf,
+    /// Source test digits in all (split evenly over the four colors).
+    pub count: usize,
+    pub seed: u64,
+}
+
+/// Classifier and color judgments of one set of digits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub name: String,
+    pub digits: usize,
+    /// Share the classifier calls the target digit.
+    pub target_accuracy: f64,
+    /// Share whose dominant color equals the input's (None where there is no input).
+    pub color_preservation: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fid {
+    /// T(X_test) vs real target test digits.
+    pub map: f64,
+    /// X_test itself (the identity map) vs real target test digits.
+    pub identity: f64,
+    /// Target train vs target test digits: the floor a perfect map could reach.
+    pub floor: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Mean ‖x − T(x)‖²/D over the mapped digits.
+    pub map: f64,
+    /// Exact discrete OT between equal-sized source and target test batches, per pair.
+    pub exact_ot: f64,
+    /// Random pairing of the same batches (mean over all pairs).
+    pub random_pairing: f64,
+    /// Pairs in the exact problem.
+    pub pairs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diversity {
+    /// Mean pairwise ‖a − b‖²/D among outputs T(x).
+    pub outputs: f64,
+    /// The same among real target test digits.
+    pub real_targets: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub model: PathBuf,
+    pub source_digit: u8,
+    pub target_digit: u8,
+    pub training_steps: u64,
+    /// Rows: "T(x)" over all colors, "T(x) <color>" for each, "identity", "real target".
+    pub rows: Vec<Row>,
+    pub fid: Fid,
+    pub cost: Cost,
+    pub diversity: Diversity,
+    pub seconds: f64,
+}
+
+fn features(classifier: &DigitClassifier, grids: &[f32], device: &Device) -> (Vec<f32>, usize) {
+    let mut out = Vec::new();
+    let mut dim = 0;
+    for chunk in grids.chunks(256 * GRID_LEN) {
+        let n = chunk.len() / GRID_LEN;
+        let x = Tensor::<5>::from_data(
+            TensorData::new(chunk.to_vec(), [n, 3, GRID, GRID, GRID]),
+            device,
+        );
+        let f = classifier.features(x);
+        dim = f.dims()[1];
+        out.extend(f.into_data().try_to_vec::<f32>().expect("f32 features"));
+    }
+    (out, dim)
+}
+
+/// `[n, n]` matrix of ‖a_i − b_j‖²/D (row-major), through one matrix product.
+fn sq_distance_matrix(a: &[f32], b: &[f32], n: usize, device: &Device) -> Vec<f64> {
+    let a = Tensor::<2>::from_data(TensorData::new(a.to_vec(), [n, GRID_LEN]), device);
+    let b = Tensor::<2>::from_data(TensorData::new(b.to_vec(), [n, GRID_LEN]), device);
+    let aa = a.clone().powi_scalar(2).sum_dim(1);
+    let bb = b.clone().powi_scalar(2).sum_dim(1).reshape([1, n]);
+    let d = aa + bb - a.matmul(b.transpose()).mul_scalar(2.0);
+    d.clamp_min(0.0)
+        .div_scalar(GRID_LEN as f64)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 distances")
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+fn share(hits: impl Iterator<Item = bool>) -> f64 {
+    let (mut yes, mut all) = (0usize, 0usize);
+    for hit in hits {
+        yes += hit as usize;
+        all += 1;
+    }
+    yes as f64 / all.max(1) as f64
+}
+
+fn class_grids(classes: &ClassDigits, count: usize, seed: u64) -> Result<Vec<f32>, VoxelError> {
+    Ok(classes
+        .sample(count, seed)?
+        .into_iter()
+        .flat_map(|(_, g)| g.into_vec())
+        .collect())
+}
+
+/// Runs every metric; `device` computes T, the classifier and the distance matrix.
+pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, EvalError> {
+    let started = std::time::Instant::now();
+    if request.count < 8 {
+        return Err(EvalError::TooFew(request.count));
+    }
+    let (t, manifest) = load_model_dir(&request.weights, device)?;
+    let (classifier, _) = load_classifier(&request.classifier, device)?;
+    let target = manifest.target_digit;
+
+    // Source test digits, a quarter in each color, and their maps.
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    let mut rows = Vec::new();
+    let per_color = request.count / 4;
+    for (k, color) in DigitColor::ALL.into_iter().enumerate() {
+        let map_request = MapRequest {
+            mnist_dir: request.mnist_dir.clone(),
+            split: Split::Test,
+            count: per_color,
+            coloring: Some(Coloring::Fixed(color)),
+            seed: request.seed + k as u64,
+        };
+        let (n, pairs) = map_digits(&t, &manifest, &map_request, device)?;
+        let x: Vec<f32> = pairs
+            .chunks(GRID_LEN)
+            .step_by(2)
+            .flatten()
+            .copied()
+            .collect();
+        let y: Vec<f32> = pairs
+            .chunks(GRID_LEN)
+            .skip(1)
+            .step_by(2)
+            .flatten()
+            .copied()
+            .collect();
+        rows.push(judge(
+            &format!("T(x) {color}"),
+            &classifier,
+            &x,
+            Some(&y),
+            target,
+            device,
+        ));
+        debug_assert_eq!(rows.last().map(|r| r.digits), Some(n));
+        inputs.extend(x);
+        outputs.extend(y);
+    }
+    rows.insert(
+        0,
+        judge("T(x)", &classifier, &inputs, Some(&outputs), target, device),
+    );
+    rows.push(judge(
+        "identity",
+        &classifier,
+        &inputs,
+        None,
+        target,
+        device,
+    ));
+
+    // Real target digits: test (the reference) and train (for the FID floor).
+    let origin = |coloring| DigitOrigin::Mnist {
+        dir: request.mnist_dir.clone(),
+        voxel: ot3d_models::voxel::VoxelConfig {
+            coloring,
+            ..manifest.voxel.clone()
+        },
+    };
+    let palette = origin(Coloring::Palette);
+    let n = inputs.len() / GRID_LEN;
+    let target_test = class_grids(
+        &ClassDigits::load(&palette, Split::Test, target)?,
+        n,
+        request.seed,
+    )?;
+    let target_train = class_grids(
+        &ClassDigits::load(&palette, Split::Train, target)?,
+        n,
+        request.seed,
+    )?;
+    rows.push(judge(
+        "real target",
+        &classifier,
+        &target_test,
+        None,
+        target,
+        device,
+    ));
+
+    let (f_out, dim) = features(&classifier, &outputs, device);
+    let (f_in, _) = features(&classifier, &inputs, device);
+    let (f_test, _) = features(&classifier, &target_test, device);
+    let (f_train, _) = features(&classifier, &target_train, device);
+    let fid = Fid {
+        map: frechet_distance(&f_out, &f_test, dim),
+        identity: frechet_distance(&f_in, &f_test, dim),
+        floor: frechet_distance(&f_train, &f_test, dim),
+    };
+
+    let cost = transport_costs(&inputs, &outputs, &target_test, device);
+    let diversity = Diversity {
+        outputs: mean_pairwise_sq_distance(&outputs, GRID_LEN),
+        real_targets: mean_pairwise_sq_distance(&target_test, GRID_LEN),
+    };
+    Ok(EvalReport {
+        model: request.weights.clone(),
+        source_digit: manifest.source_digit,
+        target_digit: target,
+        training_steps: manifest.training_steps,
+        rows,
+        fid,
+        cost,
+        diversity,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Target accuracy of `judged` (the outputs if given, else the inputs) and, with outputs,
+/// the share of outputs keeping their input's dominant color.
+fn judge(
+    name: &str,
+    classifier: &DigitClassifier,
+    inputs: &[f32],
+    outputs: Option<&[f32]>,
+    target: u8,
+    device: &Device,
+) -> Row {
+    let judged = outputs.unwrap_or(inputs);
+    let predicted = predict(classifier, judged, device);
+    let color_preservation = outputs.map(|outputs| color_preservation(inputs, outputs));
+    Row {
+        name: name.to_string(),
+        digits: predicted.len(),
+        target_accuracy: share(predicted.iter().map(|&p| p == target)),
+        color_preservation,
+    }
+}
+
+/// Share of outputs whose dominant color equals their input's (an empty input counts as
+/// not preserved).
+pub fn color_preservation(inputs: &[f32], outputs: &[f32]) -> f64 {
+    share(
+        inputs
+            .chunks(GRID_LEN)
+            .zip(outputs.chunks(GRID_LEN))
+            .map(|(x, y)| dominant_color(x).is_some() && dominant_color(x) == dominant_color(y)),
+    )
+}
+
+/// The map's cost beside exact OT and random pairing between source and target batches.
+pub fn transport_costs(inputs: &[f32], outputs: &[f32], targets: &[f32], device: &Device) -> Cost {
+    let n = (inputs.len() / GRID_LEN).min(targets.len() / GRID_LEN);
+    let map = inputs
+        .iter()
+        .zip(outputs)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        / inputs.len() as f64;
+    let matrix = sq_distance_matrix(&inputs[..n * GRID_LEN], &targets[..n * GRID_LEN], n, device);
+    let assignment = min_cost_assignment(&matrix, n);
+    let exact_ot = assignment
+        .iter()
+        .enumerate()
+        .map(|(i, &j)| matrix[i * n + j])
+        .sum::<f64>()
+        / n as f64;
+    let random_pairing = matrix.iter().sum::<f64>() / (n * n) as f64;
+    Cost {
+        map,
+        exact_ot,
+        random_pairing,
+        pairs: n,
+    }
+}
+
+/// The report as a terminal table.
+pub fn table(report: &EvalReport) -> String {
+    let mut out = format!(
+        "{} ({} → {}, {} training steps), evaluated in {:.1} s\n\n",
+        report.model.display(),
+        report.source_digit,
+        report.target_digit,
+        report.training_steps,
+        report.seconds
+    );
+    out += &format!(
+        "{:<16} {:>7} {:>16} {:>19}\n",
+        "digits", "count", "target accuracy", "color preservation"
+    );
+    for row in &report.rows {
+        let color = row
+            .color_preservation
+            .map_or("-".to_string(), |c| format!("{:.1}%", 100.0 * c));
+        out += &format!(
+            "{:<16} {:>7} {:>15.1}% {:>19}\n",
+            row.name,
+            row.digits,
+            100.0 * row.target_accuracy,
+            color
+        );
+    }
+    out += &format!(
+        "\nFID-3D   T(x) {:.3}   identity {:.3}   floor (target train vs test) {:.3}\n",
+        report.fid.map, report.fid.identity, report.fid.floor
+    );
+    out += &format!(
+        "cost ‖x−y‖²/D   T(x) {:.5}   exact OT {:.5}   random pairing {:.5}   ({} pairs)\n",
+        report.cost.map, report.cost.exact_ot, report.cost.random_pairing, report.cost.pairs
+    );
+    out += &format!(
+        "diversity (mean pairwise ‖a−b‖²/D)   outputs {:.5}   real targets {:.5}   ratio {:.2}\n",
+        report.diversity.outputs,
+        report.diversity.real_targets,
+        report.diversity.outputs / report.diversity.real_targets.max(f64::MIN_POSITIVE)
+    );
+    out
+}
+
+/// Headline numbers for a model manifest's `metrics`.
+pub fn manifest_metrics(report: &EvalReport) -> Vec<(String, f64)> {
+    let all = &report.rows[0];
+    vec![
+        ("target_accuracy".into(), all.target_accuracy),
+        (
+            "color_preservation".into(),
+            all.color_preservation.unwrap_or(0.0),
+        ),
+        ("fid3d".into(), report.fid.map),
+        ("fid3d_floor".into(), report.fid.floor),
+        ("transport_cost".into(), report.cost.map),
+        ("exact_ot_cost".into(), report.cost.exact_ot),
+        ("diversity_ratio".into(), {
+            report.diversity.outputs / report.diversity.real_targets.max(f64::MIN_POSITIVE)
+        }),
+    ]
+}
+
+/// Adds the report's headline numbers to the model's manifest (weights untouched).
+pub fn record_in_manifest(dir: &Path, report: &EvalReport) -> Result<Manifest, EvalError> {
+    let path = dir.join(ot3d_models::nets::weights::MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|error| MapError::Read {
+        path: path.clone(),
+        error,
+    })?;
+    let mut manifest = Manifest::parse(&text).map_err(|problem| MapError::Weights {
+        dir: dir.to_path_buf(),
+        problem,
+    })?;
+    for (name, value) in manifest_metrics(report) {
+        manifest.metrics.insert(name, value);
+    }
+    let json = serde_json::to_string_pretty(&manifest).expect("a manifest serializes");
+    crate::atomic_file::write_atomic(&path, json.as_bytes())
+        .map_err(|error| EvalError::Write { path, error })?;
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ot3d_models::rng::SeedRng;
+
+    /// `n` random sparse digits, digit i in color `colors[i % 4]`.
+    fn digits(n: usize, colors: [DigitColor; 4], seed: u64) -> Vec<f32> {
+        let cells = GRID_LEN / 3;
+        let mut rng = SeedRng::new(seed);
+        let mut out = vec![0.0f32; n * GRID_LEN];
+        for i in 0..n {
+            let rgb = colors[i % 4].rgb();
+            for _ in 0..40 {
+                let cell = rng.below(cells as u64) as usize;
+                let v = 0.5 + 0.5 * rng.uniform_f32();
+                for c in 0..3 {
+                    out[i * GRID_LEN + c * cells + cell] = rgb[c] * v;
+                }
+            }
+        }
+        out
+    }
+
+    const COLORS: [DigitColor; 4] = DigitColor::ALL;
+
+    #[test]
+    fn color_preservation_of_identity_swap_and_empty_maps() {
+        let x = digits(12, COLORS, 1);
+        assert_eq!(color_preservation(&x, &x), 1.0);
+        // The same shapes, each in the next color of the palette: nothing preserved.
+        let rotated = [COLORS[1], COLORS[2], COLORS[3], COLORS[0]];
+        let swapped = digits(12, rotated, 1);
+        assert_eq!(color_preservation(&x, &swapped), 0.0);
+        // Half the outputs keep their color.
+        let mut half = x.clone();
+        half[6 * GRID_LEN..].copy_from_slice(&swapped[6 * GRID_LEN..]);
+        assert_eq!(color_preservation(&x, &half), 0.5);
+        assert_eq!(color_preservation(&x, &vec![0.0; x.len()]), 0.0);
+    }
+
+    #[test]
+    fn costs_of_identity_exact_ot_and_random_pairing() {
+        let device = Device::flex();
+        let x = digits(6, COLORS, 2);
+        let y = digits(6, COLORS, 3);
+        // T = identity costs nothing; exact OT of a set onto a shuffled copy of itself is 0.
+        let mut shuffled = Vec::new();
+        for i in [3, 0, 5, 1, 4, 2] {
+            shuffled.extend_from_slice(&x[i * GRID_LEN..(i + 1) * GRID_LEN]);
+        }
+        let cost = transport_costs(&x, &x, &shuffled, &device);
+        assert_eq!(cost.map, 0.0);
+        assert!(cost.exact_ot.abs() < 1e-6, "{}", cost.exact_ot);
+        assert!(cost.random_pairing > 0.0);
+        // Against other digits: exact OT ≤ random pairing, and both match a direct sum.
+        let cost = transport_costs(&x, &x, &y, &device);
+        let direct = |i: usize, j: usize| {
+            (0..GRID_LEN)
+                .map(|k| (x[i * GRID_LEN + k] as f64 - y[j * GRID_LEN + k] as f64).powi(2))
+                .sum::<f64>()
+                / GRID_LEN as f64
+        };
+        let all: f64 = (0..6)
+            .flat_map(|i| (0..6).map(move |j| (i, j)))
+            .map(|(i, j)| direct(i, j))
+            .sum();
+        assert!((cost.random_pairing - all / 36.0).abs() < 1e-5);
+        assert!(cost.exact_ot <= cost.random_pairing);
+        let diagonal: f64 = (0..6).map(|i| direct(i, i)).sum::<f64>() / 6.0;
+        assert!(cost.exact_ot <= diagonal + 1e-6);
+        assert_eq!(cost.pairs, 6);
+    }
+
+    #[test]
+    fn a_constant_map_has_no_diversity() {
+        let x = digits(8, COLORS, 4);
+        let constant: Vec<f32> = x[..GRID_LEN].repeat(8);
+        assert!(mean_pairwise_sq_distance(&constant, GRID_LEN).abs() < 1e-9);
+        assert!(mean_pairwise_sq_distance(&x, GRID_LEN) > 0.0);
+    }
+}

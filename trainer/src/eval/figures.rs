@@ -1,0 +1,299 @@
+//! `ot3d figure`: pictures people would rather look at than read — source test digits of
+//! each color above their maps, and a run's loss curves — as PNG.
+
+use crate::mapping::{MapError, MapRequest, map_digits};
+use crate::training::log::StepRecord;
+use burn::tensor::Device;
+use font8x8::UnicodeFonts;
+use ot3d_models::mnist::Split;
+use ot3d_models::nets::TransportMap;
+use ot3d_models::nets::weights::Manifest;
+use ot3d_models::render::{RgbImage, render_voxels};
+use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelGrid};
+use std::path::PathBuf;
+
+const LABEL: [u8; 3] = [220, 222, 228];
+const PANEL: [u8; 3] = [12, 13, 16];
+
+/// Writes `text` with its top-left corner at (x, y), 8×8 glyphs scaled by `scale`;
+/// characters the font lacks are drawn as '?'.
+pub fn draw_text(image: &mut RgbImage, x: i64, y: i64, text: &str, color: [u8; 3], scale: i64) {
+    for (i, ch) in text.chars().enumerate() {
+        let glyph = font8x8::BASIC_FONTS
+            .get(ch)
+            .or_else(|| font8x8::BASIC_FONTS.get('?'))
+            .unwrap_or([0; 8]);
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) != 0 {
+                    for dy in 0..scale {
+                        for dx in 0..scale {
+                            image.fill_pixel(
+                                x + (i as i64 * 8 + col) * scale + dx,
+                                y + row as i64 * scale + dy,
+                                color,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Width in pixels of `text` at `scale`.
+pub fn text_width(text: &str, scale: i64) -> i64 {
+    text.chars().count() as i64 * 8 * scale
+}
+
+/// What the map figure shows.
+#[derive(Debug, Clone)]
+pub struct MapFigure {
+    pub mnist_dir: PathBuf,
+    /// Source test digits per color.
+    pub per_color: usize,
+    pub seed: u64,
+    /// Pixels per voxel edge.
+    pub cell: usize,
+}
+
+/// `per_color` random source test digits of each of the four colors, each input above its
+/// map T(x), one block of two rows per color, labeled.
+pub fn map_figure(
+    t: &TransportMap,
+    manifest: &Manifest,
+    figure: &MapFigure,
+    device: &Device,
+) -> Result<RgbImage, MapError> {
+    let gap = figure.cell.max(2) * 2;
+    let label_width = text_width("yellow T(x)", 2) as usize + 2 * gap;
+    let mut rows: Vec<(String, Vec<RgbImage>)> = Vec::new();
+    for (k, color) in DigitColor::ALL.into_iter().enumerate() {
+        let request = MapRequest {
+            mnist_dir: figure.mnist_dir.clone(),
+            split: Split::Test,
+            count: figure.per_color,
+            coloring: Some(Coloring::Fixed(color)),
+            seed: figure.seed + k as u64,
+        };
+        let (_, pairs) = map_digits(t, manifest, &request, device)?;
+        let render = |skip: usize| -> Vec<RgbImage> {
+            pairs
+                .chunks(GRID_LEN)
+                .skip(skip)
+                .step_by(2)
+                .map(|g| {
+                    let grid = VoxelGrid::from_vec(g.to_vec()).expect("one digit per chunk");
+                    render_voxels(&grid, figure.cell)
+                })
+                .collect()
+        };
+        rows.push((format!("{color} x"), render(0)));
+        rows.push((format!("{color} T(x)"), render(1)));
+    }
+    let tile = rows[0].1.first().map_or(1, |i| i.width);
+    let columns = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
+    let title_height = 8 * 3 + 2 * gap;
+    let width = label_width + columns * (tile + gap) + gap;
+    // An extra gap between color blocks, so pairs read as pairs.
+    let height = title_height + rows.len() * (tile + gap) + (rows.len() / 2) * gap + gap;
+    let mut image = RgbImage::filled(width, height, PANEL);
+    let title = format!(
+        "{} -> {}: test digits x above their maps T(x) ({} training steps)",
+        manifest.source_digit, manifest.target_digit, manifest.training_steps
+    );
+    draw_text(&mut image, gap as i64, gap as i64, &title, LABEL, 3);
+    let mut y = title_height;
+    for (i, (label, pictures)) in rows.iter().enumerate() {
+        if i > 0 && i % 2 == 0 {
+            y += gap;
+        }
+        draw_text(
+            &mut image,
+            gap as i64,
+            (y + tile / 2) as i64 - 8,
+            label,
+            LABEL,
+            2,
+        );
+        for (c, picture) in pictures.iter().enumerate() {
+            image.blit(picture, label_width + c * (tile + gap), y);
+        }
+        y += tile + gap;
+    }
+    Ok(image)
+}
+
+/// One panel of a loss figure: `values` over `steps`, with the range labeled.
+fn plot_panel(
+    name: &str,
+    steps: &[f64],
+    values: &[f64],
+    color: [u8; 3],
+    width: usize,
+    height: usize,
+) -> RgbImage {
+    let mut image = RgbImage::filled(width, height, PANEL);
+    let (left, right, top, bottom) = (90i64, 16i64, 34i64, 30i64);
+    let (w, h) = (width as i64 - left - right, height as i64 - top - bottom);
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let (mut low, mut high) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    if !(low.is_finite() && high.is_finite()) {
+        (low, high) = (0.0, 1.0);
+    }
+    if high - low < 1e-12 {
+        (low, high) = (low - 0.5, high + 0.5);
+    }
+    let (first, last) = (
+        steps.first().copied().unwrap_or(0.0),
+        steps.last().copied().unwrap_or(1.0),
+    );
+    let span = (last - first).max(1.0);
+    draw_text(&mut image, left, 8, name, LABEL, 2);
+    // Axes.
+    let axis = [90, 92, 100];
+    for x in left..left + w {
+        image.fill_pixel(x, top + h, axis);
+    }
+    for y in top..=top + h {
+        image.fill_pixel(left - 1, y, axis);
+    }
+    draw_text(&mut image, 4, top, &format!("{high:.3e}"), LABEL, 1);
+    draw_text(&mut image, 4, top + h - 8, &format!("{low:.3e}"), LABEL, 1);
+    draw_text(
+        &mut image,
+        left,
+        top + h + 8,
+        &format!("{first:.0}"),
+        LABEL,
+        1,
+    );
+    let end = format!("step {last:.0}");
+    draw_text(
+        &mut image,
+        left + w - text_width(&end, 1),
+        top + h + 8,
+        &end,
+        LABEL,
+        1,
+    );
+    // Zero line, when zero is in range.
+    if low < 0.0 && high > 0.0 {
+        let y0 = top + ((high / (high - low)) * h as f64) as i64;
+        for x in (left..left + w).step_by(4) {
+            image.fill_pixel(x, y0, [60, 62, 70]);
+        }
+    }
+    let to_pixel = |step: f64, value: f64| {
+        (
+            left + (((step - first) / span) * (w - 1) as f64).round() as i64,
+            top + (((high - value) / (high - low)) * h as f64).round() as i64,
+        )
+    };
+    let mut previous: Option<(i64, i64)> = None;
+    for (&step, &value) in steps.iter().zip(values) {
+        if !value.is_finite() {
+            previous = None;
+            continue;
+        }
+        let point = to_pixel(step, value);
+        if let Some(from) = previous {
+            draw_line(&mut image, from, point, color);
+        } else {
+            image.fill_pixel(point.0, point.1, color);
+        }
+        previous = Some(point);
+    }
+    image
+}
+
+fn draw_line(image: &mut RgbImage, from: (i64, i64), to: (i64, i64), color: [u8; 3]) {
+    let n = (to.0 - from.0).abs().max((to.1 - from.1).abs()).max(1);
+    for k in 0..=n {
+        let x = from.0 + (to.0 - from.0) * k / n;
+        let y = from.1 + (to.1 - from.1) * k / n;
+        image.fill_pixel(x, y, color);
+        image.fill_pixel(x, y + 1, color);
+    }
+}
+
+/// A run's loss curves: L_f, L_T and the transport cost per outer step, stacked.
+pub fn loss_figure(log: &[StepRecord]) -> RgbImage {
+    let steps: Vec<f64> = log.iter().map(|r| r.step as f64).collect();
+    let panels = [
+        (
+            "L_f = mean f(T(x)) - mean f(y)",
+            log.iter().map(|r| r.l_f).collect::<Vec<_>>(),
+            [120, 180, 255],
+        ),
+        (
+            "L_T = cost - mean f(T(x))",
+            log.iter().map(|r| r.l_t).collect(),
+            [255, 170, 90],
+        ),
+        (
+            "cost = mean |x - T(x)|^2 / D",
+            log.iter().map(|r| r.cost).collect(),
+            [120, 220, 140],
+        ),
+    ];
+    let (width, height) = (900, 240);
+    let mut image = RgbImage::filled(width, height * panels.len(), PANEL);
+    for (i, (name, values, color)) in panels.iter().enumerate() {
+        let panel = plot_panel(name, &steps, values, *color, width, height);
+        image.blit(&panel, 0, i * height);
+    }
+    image
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lit(image: &RgbImage, color: [u8; 3]) -> usize {
+        (0..image.height)
+            .flat_map(|y| (0..image.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| image.pixel(x, y) == color)
+            .count()
+    }
+
+    #[test]
+    fn text_is_drawn_and_unknown_characters_do_not_panic() {
+        let mut image = RgbImage::filled(100, 20, PANEL);
+        draw_text(&mut image, 2, 2, "T(x) 3->5", LABEL, 1);
+        assert!(lit(&image, LABEL) > 20);
+        draw_text(&mut image, 2, 2, "‖→", LABEL, 1);
+        assert_eq!(text_width("abc", 2), 48);
+    }
+
+    #[test]
+    fn loss_curves_draw_every_series_and_survive_bad_values() {
+        let log: Vec<StepRecord> = (1..=50)
+            .map(|step| StepRecord {
+                step,
+                l_f: (step as f64 * 0.3).sin(),
+                l_t: -(step as f64),
+                cost: if step == 20 {
+                    f64::NAN
+                } else {
+                    1.0 / step as f64
+                },
+                seconds: 1.0,
+                gamma: None,
+                spread: None,
+            })
+            .collect();
+        let image = loss_figure(&log);
+        assert_eq!((image.width, image.height), (900, 720));
+        for color in [[120, 180, 255], [255, 170, 90], [120, 220, 140]] {
+            assert!(lit(&image, color) > 100, "{color:?} curve missing");
+        }
+        // One record, or a constant series, still draws.
+        let one = loss_figure(&log[..1]);
+        assert!(lit(&one, [120, 180, 255]) > 0);
+    }
+}

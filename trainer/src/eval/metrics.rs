@@ -1,0 +1,396 @@
+//! The numbers a map is judged by, as plain functions on flat `f32` digits (`[3, 16³]` each):
+//! dominant color, Fréchet distance of feature sets, exact assignment (Hungarian), mean
+//! pairwise distance.
+
+use ot3d_models::voxel::{DigitColor, GRID_LEN};
+
+/// A voxel counts as occupied when its brightest channel reaches this.
+pub const OCCUPIED: f32 = 0.3;
+
+/// The color among the assignment's four closest (by cosine) to the summed color of the
+/// occupied voxels; None for an empty digit.
+pub fn dominant_color(grid: &[f32]) -> Option<DigitColor> {
+    assert_eq!(grid.len(), GRID_LEN, "one digit is 3·16³ values");
+    let cells = GRID_LEN / 3;
+    let mut sum = [0.0f64; 3];
+    let mut occupied = 0usize;
+    for i in 0..cells {
+        let rgb = [grid[i], grid[cells + i], grid[2 * cells + i]];
+        if rgb.iter().copied().fold(f32::MIN, f32::max) >= OCCUPIED {
+            occupied += 1;
+            for c in 0..3 {
+                sum[c] += rgb[c].max(0.0) as f64;
+            }
+        }
+    }
+    if occupied == 0 {
+        return None;
+    }
+    let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return None;
+    }
+    let cosine = |color: DigitColor| {
+        let rgb = color.rgb().map(|v| v as f64);
+        let len = rgb.iter().map(|v| v * v).sum::<f64>().sqrt();
+        (0..3).map(|c| rgb[c] * sum[c]).sum::<f64>() / (len * norm)
+    };
+    DigitColor::ALL
+        .into_iter()
+        .max_by(|a, b| cosine(*a).total_cmp(&cosine(*b)))
+}
+
+/// Mean and (unbiased) covariance of `n` feature vectors of length `dim`.
+pub fn mean_and_covariance(features: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = features.len() / dim;
+    assert!(n >= 2, "a covariance needs two samples");
+    let mut mean = vec![0.0f64; dim];
+    for row in features.chunks(dim) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let mut cov = vec![0.0f64; dim * dim];
+    for row in features.chunks(dim) {
+        let centered: Vec<f64> = row.iter().zip(&mean).map(|(&v, m)| v as f64 - m).collect();
+        for i in 0..dim {
+            for j in i..dim {
+                cov[i * dim + j] += centered[i] * centered[j];
+            }
+        }
+    }
+    for i in 0..dim {
+        for j in i..dim {
+            let v = cov[i * dim + j] / (n - 1) as f64;
+            cov[i * dim + j] = v;
+            cov[j * dim + i] = v;
+        }
+    }
+    (mean, cov)
+}
+
+/// Eigenvalues and eigenvectors (columns of the returned row-major matrix) of a symmetric
+/// `dim × dim` matrix, by cyclic Jacobi rotations.
+pub fn symmetric_eigen(matrix: &[f64], dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut a = matrix.to_vec();
+    let mut v = vec![0.0f64; dim * dim];
+    (0..dim).for_each(|i| v[i * dim + i] = 1.0);
+    let scale: f64 = a
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    for _sweep in 0..100 {
+        let off: f64 = (0..dim)
+            .flat_map(|i| (0..dim).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * dim + j] * a[i * dim + j])
+            .sum::<f64>()
+            .sqrt();
+        if off <= 1e-14 * scale {
+            break;
+        }
+        for p in 0..dim {
+            for q in p + 1..dim {
+                let apq = a[p * dim + q];
+                if apq.abs() <= 1e-300 {
+                    continue;
+                }
+                let theta = (a[q * dim + q] - a[p * dim + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..dim {
+                    let (akp, akq) = (a[k * dim + p], a[k * dim + q]);
+                    a[k * dim + p] = c * akp - s * akq;
+                    a[k * dim + q] = s * akp + c * akq;
+                }
+                for k in 0..dim {
+                    let (apk, aqk) = (a[p * dim + k], a[q * dim + k]);
+                    a[p * dim + k] = c * apk - s * aqk;
+                    a[q * dim + k] = s * apk + c * aqk;
+                }
+                for k in 0..dim {
+                    let (vkp, vkq) = (v[k * dim + p], v[k * dim + q]);
+                    v[k * dim + p] = c * vkp - s * vkq;
+                    v[k * dim + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..dim).map(|i| a[i * dim + i]).collect(), v)
+}
+
+fn matmul(a: &[f64], b: &[f64], dim: usize) -> Vec<f64> {
+    let mut out = vec![0.0f64; dim * dim];
+    for i in 0..dim {
+        for k in 0..dim {
+            let aik = a[i * dim + k];
+            if aik == 0.0 {
+                continue;
+            }
+            for j in 0..dim {
+                out[i * dim + j] += aik * b[k * dim + j];
+            }
+        }
+    }
+    out
+}
+
+/// Square root of a symmetric positive semi-definite matrix (negative eigenvalues from
+/// rounding are taken as 0).
+fn sqrt_psd(matrix: &[f64], dim: usize) -> Vec<f64> {
+    let (values, vectors) = symmetric_eigen(matrix, dim);
+    let mut out = vec![0.0f64; dim * dim];
+    for (k, &lambda) in values.iter().enumerate() {
+        let root = lambda.max(0.0).sqrt();
+        for i in 0..dim {
+            for j in 0..dim {
+                out[i * dim + j] += root * vectors[i * dim + k] * vectors[j * dim + k];
+            }
+        }
+    }
+    out
+}
+
+/// Fréchet distance between Gaussians fitted to two feature sets (rows of length `dim`):
+/// `‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^½ Σ₂ Σ₁^½)^½`.
+pub fn frechet_distance(a: &[f32], b: &[f32], dim: usize) -> f64 {
+    let (mean_a, cov_a) = mean_and_covariance(a, dim);
+    let (mean_b, cov_b) = mean_and_covariance(b, dim);
+    let mean_term: f64 = mean_a
+        .iter()
+        .zip(&mean_b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum();
+    let trace = |m: &[f64]| (0..dim).map(|i| m[i * dim + i]).sum::<f64>();
+    let root_a = sqrt_psd(&cov_a, dim);
+    let middle = matmul(&matmul(&root_a, &cov_b, dim), &root_a, dim);
+    // Symmetrize away rounding before the eigen-decomposition.
+    let middle: Vec<f64> = (0..dim * dim)
+        .map(|k| {
+            let (i, j) = (k / dim, k % dim);
+            0.5 * (middle[i * dim + j] + middle[j * dim + i])
+        })
+        .collect();
+    let (values, _) = symmetric_eigen(&middle, dim);
+    let cross: f64 = values.iter().map(|v| v.max(0.0).sqrt()).sum();
+    (mean_term + trace(&cov_a) + trace(&cov_b) - 2.0 * cross).max(0.0)
+}
+
+/// The assignment of rows to columns of a square `n × n` cost matrix with the least total
+/// cost (Hungarian method with potentials, O(n³)): `result[row] = column`.
+pub fn min_cost_assignment(cost: &[f64], n: usize) -> Vec<usize> {
+    assert_eq!(cost.len(), n * n, "a square cost matrix");
+    // 1-based arrays with a sentinel column 0, as in the classic formulation.
+    let mut u = vec![0.0f64; n + 1];
+    let mut v = vec![0.0f64; n + 1];
+    let mut column_owner = vec![0usize; n + 1];
+    let mut way = vec![0usize; n + 1];
+    for row in 1..=n {
+        column_owner[0] = row;
+        let mut j0 = 0usize;
+        let mut min_to = vec![f64::INFINITY; n + 1];
+        let mut used = vec![false; n + 1];
+        loop {
+            used[j0] = true;
+            let i0 = column_owner[j0];
+            let mut delta = f64::INFINITY;
+            let mut j1 = 0usize;
+            for j in 1..=n {
+                if used[j] {
+                    continue;
+                }
+                let reduced = cost[(i0 - 1) * n + (j - 1)] - u[i0] - v[j];
+                if reduced < min_to[j] {
+                    min_to[j] = reduced;
+                    way[j] = j0;
+                }
+                if min_to[j] < delta {
+                    delta = min_to[j];
+                    j1 = j;
+                }
+            }
+            for j in 0..=n {
+                if used[j] {
+                    u[column_owner[j]] += delta;
+                    v[j] -= delta;
+                } else {
+                    min_to[j] -= delta;
+                }
+            }
+            j0 = j1;
+            if column_owner[j0] == 0 {
+                break;
+            }
+        }
+        loop {
+            let j1 = way[j0];
+            column_owner[j0] = column_owner[j1];
+            j0 = j1;
+            if j0 == 0 {
+                break;
+            }
+        }
+    }
+    let mut assignment = vec![0usize; n];
+    for j in 1..=n {
+        assignment[column_owner[j] - 1] = j - 1;
+    }
+    assignment
+}
+
+/// Mean over all pairs i ≠ j of `‖a_i − a_j‖² / len` for rows of length `len`, in O(n·len):
+/// `2n/(n−1) · (mean ‖a_i‖² − ‖mean a‖²) / len`.
+pub fn mean_pairwise_sq_distance(rows: &[f32], len: usize) -> f64 {
+    let n = rows.len() / len;
+    assert!(n >= 2, "pairs need two rows");
+    let mut mean = vec![0.0f64; len];
+    let mut mean_norm = 0.0f64;
+    for row in rows.chunks(len) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v as f64;
+            mean_norm += (v as f64) * (v as f64);
+        }
+    }
+    let n_f = n as f64;
+    let norm_of_mean: f64 = mean.iter().map(|m| (m / n_f).powi(2)).sum();
+    2.0 * n_f / (n_f - 1.0) * (mean_norm / n_f - norm_of_mean) / len as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ot3d_models::rng::SeedRng;
+
+    fn digit(color: DigitColor, cells: &[usize], intensity: f32) -> Vec<f32> {
+        let n = GRID_LEN / 3;
+        let mut grid = vec![0.0f32; GRID_LEN];
+        for &cell in cells {
+            for (c, v) in color.rgb().into_iter().enumerate() {
+                grid[c * n + cell] = v * intensity;
+            }
+        }
+        grid
+    }
+
+    #[test]
+    fn dominant_color_finds_each_color_and_ignores_faint_voxels() {
+        for color in DigitColor::ALL {
+            assert_eq!(
+                dominant_color(&digit(color, &[5, 6, 700], 0.9)),
+                Some(color)
+            );
+        }
+        assert_eq!(dominant_color(&vec![0.0; GRID_LEN]), None);
+        // Faint red noise everywhere does not outvote a bright blue stroke.
+        let mut grid = digit(DigitColor::Blue, &[10, 11, 12], 1.0);
+        grid[..GRID_LEN / 3].iter_mut().for_each(|v| *v = 0.2);
+        assert_eq!(dominant_color(&grid), Some(DigitColor::Blue));
+        // A color swap is seen as one.
+        assert_eq!(
+            dominant_color(&digit(DigitColor::Green, &[1, 2], 0.6)),
+            Some(DigitColor::Green)
+        );
+    }
+
+    fn gaussian_rows(n: usize, dim: usize, shift: f32, seed: u64) -> Vec<f32> {
+        let mut rng = SeedRng::new(seed);
+        (0..n * dim)
+            .map(|k| rng.normal() as f32 * (1.0 + (k % dim) as f32 * 0.1) + shift)
+            .collect()
+    }
+
+    #[test]
+    fn frechet_distance_is_zero_for_one_set_and_known_for_shifted_gaussians() {
+        let a = gaussian_rows(400, 6, 0.0, 1);
+        assert!(frechet_distance(&a, &a, 6).abs() < 1e-8);
+        // Shifting every coordinate by 2 adds exactly ‖(2,…,2)‖² = 24.
+        let shifted: Vec<f32> = a.iter().map(|v| v + 2.0).collect();
+        let d = frechet_distance(&a, &shifted, 6);
+        assert!((d - 24.0).abs() < 1e-6, "{d}");
+        // Two 1-D Gaussians N(0,1) and N(0,4): (1 − 2)² = 1, up to sampling error.
+        let mut rng = SeedRng::new(2);
+        let x: Vec<f32> = (0..20_000).map(|_| rng.normal() as f32).collect();
+        let y: Vec<f32> = (0..20_000).map(|_| 2.0 * rng.normal() as f32).collect();
+        let d = frechet_distance(&x, &y, 1);
+        assert!((d - 1.0).abs() < 0.08, "{d}");
+    }
+
+    #[test]
+    fn eigen_decomposition_rebuilds_the_matrix() {
+        let m = [4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 1.0];
+        let (values, vectors) = symmetric_eigen(&m, 3);
+        for i in 0..3 {
+            for j in 0..3 {
+                let rebuilt: f64 = (0..3)
+                    .map(|k| values[k] * vectors[i * 3 + k] * vectors[j * 3 + k])
+                    .sum();
+                assert!((rebuilt - m[i * 3 + j]).abs() < 1e-10);
+            }
+        }
+        let root = sqrt_psd(&m, 3);
+        let square = matmul(&root, &root, 3);
+        assert!(square.iter().zip(&m).all(|(a, b)| (a - b).abs() < 1e-10));
+    }
+
+    #[test]
+    fn assignment_by_hand_and_against_brute_force() {
+        // Worked by hand: rows take columns 1, 0, 2 for total 1 + 2 + 2 = 5.
+        let cost = [4.0, 1.0, 3.0, 2.0, 0.0, 5.0, 3.0, 2.0, 2.0];
+        assert_eq!(min_cost_assignment(&cost, 3), vec![1, 0, 2]);
+        // Every permutation of 6 for random matrices.
+        let mut rng = SeedRng::new(9);
+        for _ in 0..20 {
+            let n = 6;
+            let cost: Vec<f64> = (0..n * n).map(|_| rng.uniform_f64() * 10.0).collect();
+            let total = |p: &[usize]| {
+                p.iter()
+                    .enumerate()
+                    .map(|(i, &j)| cost[i * n + j])
+                    .sum::<f64>()
+            };
+            let found = total(&min_cost_assignment(&cost, n));
+            let mut perm: Vec<usize> = (0..n).collect();
+            let mut best = f64::INFINITY;
+            permutations(&mut perm, 0, &mut |p| best = best.min(total(p)));
+            assert!((found - best).abs() < 1e-9, "{found} vs {best}");
+        }
+    }
+
+    fn permutations(p: &mut Vec<usize>, k: usize, visit: &mut impl FnMut(&[usize])) {
+        if k == p.len() {
+            visit(p);
+            return;
+        }
+        for i in k..p.len() {
+            p.swap(k, i);
+            permutations(p, k + 1, visit);
+            p.swap(k, i);
+        }
+    }
+
+    #[test]
+    fn pairwise_distance_matches_the_direct_sum_and_is_zero_for_collapse() {
+        let rows = gaussian_rows(7, 5, 0.3, 4);
+        let mut direct = 0.0f64;
+        let mut pairs = 0;
+        for i in 0..7 {
+            for j in 0..7 {
+                if i != j {
+                    direct += (0..5)
+                        .map(|k| (rows[i * 5 + k] as f64 - rows[j * 5 + k] as f64).powi(2))
+                        .sum::<f64>()
+                        / 5.0;
+                    pairs += 1;
+                }
+            }
+        }
+        let fast = mean_pairwise_sq_distance(&rows, 5);
+        assert!((fast - direct / pairs as f64).abs() < 1e-9);
+        let collapsed: Vec<f32> = rows[..5].repeat(7);
+        assert!(mean_pairwise_sq_distance(&collapsed, 5).abs() < 1e-12);
+    }
+}

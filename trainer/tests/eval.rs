@@ -1,0 +1,253 @@
+//! The classifier trains and round-trips through its weight files; `ot3d eval` on the
+//! identity map gives the answers the identity must give; bad inputs are named.
+
+use burn::tensor::Device;
+use ot3d_models::nets::TransportMapConfig;
+use ot3d_models::nets::burnpack::Precision;
+use ot3d_models::nets::weights::{
+    FORMAT_VERSION, MANIFEST_FILE, Manifest, TRANSPORT_MAP_KIND, TransportShape, WEIGHTS_FILE,
+    WeightsError, encode_transport_map,
+};
+use ot3d_models::voxel::VoxelConfig;
+use ot3d_tests::mnist_dir;
+use ot3d_trainer::eval::classifier_train::{
+    ClassifierError, ClassifierTrainConfig, FlavorName, load_classifier, save_classifier,
+    train_classifier,
+};
+use ot3d_trainer::eval::evaluate::{EvalRequest, evaluate, record_in_manifest, table};
+use std::path::Path;
+use std::process::Command;
+
+/// A just-initialized T, which is exactly the identity, as a model directory.
+fn identity_model(dir: &Path) {
+    let device = Device::flex();
+    let t = TransportMapConfig::new()
+        .with_width(2)
+        .with_depth(1)
+        .init(&device);
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        kind: TRANSPORT_MAP_KIND.into(),
+        config: TransportShape {
+            width: 2,
+            depth: 1,
+            noise_channels: 0,
+        },
+        source_digit: 3,
+        target_digit: 5,
+        data: "mnist".into(),
+        voxel: VoxelConfig::default(),
+        value_range: [0.0, 1.0],
+        precision: Precision::F32,
+        noise_std: 0.0,
+        precision_max_abs_diff: 0.0,
+        training_steps: 0,
+        metrics: Default::default(),
+        weights_file: WEIGHTS_FILE.into(),
+        weights_bytes: 0,
+        sha256: String::new(),
+    };
+    let (_, json, weights) = encode_transport_map(&t, manifest).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(WEIGHTS_FILE), weights).unwrap();
+    std::fs::write(dir.join(MANIFEST_FILE), json).unwrap();
+}
+
+fn tiny_classifier(mnist: &Path, out: &Path) {
+    let mut config = ClassifierTrainConfig::new(mnist.to_path_buf());
+    (
+        config.steps,
+        config.batch_size,
+        config.width,
+        config.features,
+    ) = (4, 8, 2, 8);
+    config.test_per_class = 3;
+    config.flavors = vec![FlavorName::Plain];
+    let (classifier, accuracy) = train_classifier(&config, &Device::flex(), false).unwrap();
+    assert_eq!(
+        accuracy.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["kaggle-style", "plain", "rotated"]
+    );
+    assert!(accuracy.values().all(|a| (0.0..=1.0).contains(a)));
+    let manifest = save_classifier(&classifier, &config, accuracy, out).unwrap();
+    let (_, loaded) = load_classifier(out, &Device::flex()).unwrap();
+    assert_eq!(loaded, manifest);
+}
+
+#[test]
+fn eval_of_the_identity_map_gives_the_identity_answers() {
+    let Some(mnist) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (model, classifier) = (work.path().join("t"), work.path().join("c"));
+    identity_model(&model);
+    tiny_classifier(&mnist, &classifier);
+    let request = EvalRequest {
+        weights: model.clone(),
+        classifier,
+        mnist_dir: mnist,
+        count: 16,
+        seed: 3,
+    };
+    let report = evaluate(&request, &Device::flex()).unwrap();
+    let row = |name: &str| report.rows.iter().find(|r| r.name == name).unwrap();
+    assert_eq!(report.rows.len(), 7, "{:?}", report.rows);
+    assert_eq!(row("T(x)").digits, 16);
+    assert_eq!(row("T(x) blue").digits, 4);
+    // T = identity: the map's row is the identity's row, colors all kept, zero cost, the
+    // same features, and outputs as diverse as inputs.
+    assert_eq!(row("T(x)").target_accuracy, row("identity").target_accuracy);
+    assert_eq!(row("T(x)").color_preservation, Some(1.0));
+    assert_eq!(row("identity").color_preservation, None);
+    assert_eq!(report.cost.map, 0.0);
+    assert!(report.cost.exact_ot <= report.cost.random_pairing);
+    assert!((report.fid.map - report.fid.identity).abs() < 1e-9);
+    assert!(report.fid.floor >= 0.0);
+    let text = table(&report);
+    assert!(
+        text.contains("FID-3D") && text.contains("exact OT"),
+        "{text}"
+    );
+
+    let manifest = record_in_manifest(&model, &report).unwrap();
+    assert_eq!(manifest.metrics["transport_cost"], 0.0);
+    assert_eq!(manifest.metrics["color_preservation"], 1.0);
+    // The weights still load: recording touches the manifest only.
+    ot3d_trainer::mapping::load_model_dir(&model, &Device::flex()).unwrap();
+}
+
+#[test]
+fn a_missing_or_wrong_classifier_is_named() {
+    let work = tempfile::tempdir().unwrap();
+    let err = load_classifier(work.path(), &Device::flex())
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(err, ClassifierError::Read { .. })
+            && err.to_string().contains("ot3d classifier train"),
+        "{err}"
+    );
+    // A transport map's directory is not a classifier.
+    identity_model(work.path());
+    let err = load_classifier(work.path(), &Device::flex())
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClassifierError::Weights(WeightsError::WrongKind { .. })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_cli_refuses_bad_arguments_with_a_reason() {
+    let work = tempfile::tempdir().unwrap();
+    let ot3d = env!("CARGO_BIN_EXE_ot3d");
+    let out = Command::new(ot3d)
+        .args(["eval", "--weights"])
+        .arg(work.path().join("absent"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("manifest.json") && !err.contains("panicked"));
+    let out = Command::new(ot3d)
+        .args(["classifier", "train", "--flavors", "cubist"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cubist"), "{err}");
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    (info.width, info.height)
+}
+
+#[test]
+fn figures_and_report_from_the_command_line() {
+    let Some(mnist) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let (model, classifier) = (work.path().join("t"), work.path().join("c"));
+    identity_model(&model);
+    tiny_classifier(&mnist, &classifier);
+    let ot3d = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ot3d"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let figure = work.path().join("map.png");
+    let (ok, text) = ot3d(&[
+        "figure",
+        "map",
+        "--weights",
+        &path(&model),
+        "--out",
+        &path(&figure),
+        "--per-color",
+        "3",
+        "--cell",
+        "2",
+        "--data-dir",
+        &path(&mnist),
+    ]);
+    assert!(ok, "{text}");
+    let (w, h) = png_size(&figure);
+    assert!(w > 3 * 40 && h > 8 * 40, "{w}×{h}");
+
+    let eval_json = work.path().join("eval.json");
+    let (ok, text) = ot3d(&[
+        "eval",
+        "--weights",
+        &path(&model),
+        "--classifier",
+        &path(&classifier),
+        "--count",
+        "8",
+        "--data-dir",
+        &path(&mnist),
+        "--json",
+        &path(&eval_json),
+    ]);
+    assert!(ok && text.contains("FID-3D"), "{text}");
+    let results = work.path().join("docs").join("results.md");
+    let (ok, text) = ot3d(&[
+        "report",
+        "--eval",
+        &path(&eval_json),
+        "--classifier",
+        &path(&classifier),
+        "--out",
+        &path(&results),
+        "--figure",
+        "map.png",
+    ]);
+    assert!(ok, "{text}");
+    let markdown = std::fs::read_to_string(&results).unwrap();
+    assert!(
+        markdown.contains("# Results: colored 3D 3s → 5s"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("![map.png](map.png)"));
+
+    // A run's loss curves; a directory without a log is named.
+    let (ok, text) = ot3d(&["figure", "losses", &path(work.path()), "--out", "x.png"]);
+    assert!(
+        !ok && text.contains("log.jsonl") && !text.contains("panicked"),
+        "{text}"
+    );
+    let (ok, text) = ot3d(&["report", "--eval", &path(&model.join(MANIFEST_FILE))]);
+    assert!(
+        !ok && text.contains("not an `ot3d eval --json` report"),
+        "{text}"
+    );
+}
