@@ -45,6 +45,20 @@ pub fn device(backend: Backend) -> Result<Device, String> {
     }
 }
 
+/// Serializes seeded initialization: burn may seed a backend's RNG globally, and another
+/// thread drawing between our seed and our init would make the weights irreproducible.
+static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `init` (which draws initial weights on `device`) right after seeding it with
+/// `seed`, with no other seeded init in between.
+pub fn with_seed<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
+    let _guard = SEED_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    init()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

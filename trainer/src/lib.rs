@@ -11,4 +11,5 @@ pub mod mapping;
 pub mod mnist_dir;
 pub mod npy;
 pub mod preview;
+pub mod progress;
 pub mod training;

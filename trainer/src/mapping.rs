@@ -118,3 +118,18 @@ pub fn map_digits(
 pub fn npy_shape(n: usize) -> [usize; 6] {
     [n, 2, 3, GRID, GRID, GRID]
 }
+
+/// Splits `map_digits`' interleaved `[x, T(x), x, T(x), …]` into (inputs, outputs).
+pub fn split_pairs(pairs: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut inputs = Vec::with_capacity(pairs.len() / 2);
+    let mut outputs = Vec::with_capacity(pairs.len() / 2);
+    for (i, digit) in pairs.chunks(GRID_LEN).enumerate() {
+        if i % 2 == 0 {
+            &mut inputs
+        } else {
+            &mut outputs
+        }
+        .extend_from_slice(digit);
+    }
+    (inputs, outputs)
+}

@@ -9,7 +9,9 @@ use ot3d_models::nets::weights::{MANIFEST_FILE, WEIGHTS_FILE};
 use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN};
 use ot3d_tests::mnist_dir;
 use ot3d_trainer::export::{F16_TOLERANCE, PrecisionChoice, apply, export};
-use ot3d_trainer::mapping::{MapError, MapRequest, load_model_dir, map_digits, npy_shape};
+use ot3d_trainer::mapping::{
+    MapError, MapRequest, load_model_dir, map_digits, npy_shape, split_pairs,
+};
 use ot3d_trainer::training::checkpoint::load_latest_nets;
 use ot3d_trainer::training::config::{NetsConfig, TrainConfig, WeakCost};
 use ot3d_trainer::training::run::{Start, train};
@@ -86,19 +88,7 @@ fn export_load_map_matches_the_trained_model() {
 
         // The same inputs through the trained T straight from its checkpoint.
         let (trained, _, _) = load_latest_nets(run.path(), &config.nets, &device).unwrap();
-        let inputs: Vec<f32> = mapped
-            .chunks(GRID_LEN)
-            .step_by(2)
-            .flatten()
-            .copied()
-            .collect();
-        let outputs: Vec<f32> = mapped
-            .chunks(GRID_LEN)
-            .skip(1)
-            .step_by(2)
-            .flatten()
-            .copied()
-            .collect();
+        let (inputs, outputs) = split_pairs(&mapped);
         let direct = apply(&trained, &inputs, &device);
         let worst = direct
             .iter()
@@ -157,19 +147,7 @@ fn a_stochastic_map_exports_its_noise_and_maps_reproducibly() {
     let (_, again) = map_digits(&t, &manifest, &request, &device).unwrap();
     assert_eq!(first, again, "one seed, one output");
     // The noise is used: z = 0 gives other outputs.
-    let inputs: Vec<f32> = first
-        .chunks(GRID_LEN)
-        .step_by(2)
-        .flatten()
-        .copied()
-        .collect();
-    let outputs: Vec<f32> = first
-        .chunks(GRID_LEN)
-        .skip(1)
-        .step_by(2)
-        .flatten()
-        .copied()
-        .collect();
+    let (inputs, outputs) = split_pairs(&first);
     assert_ne!(apply(&t, &inputs, &device), outputs);
 }
 

@@ -7,7 +7,7 @@ use super::metrics::{
     dominant_color, frechet_distance, mean_pairwise_sq_distance, min_cost_assignment,
 };
 use crate::digits::{ClassDigits, DigitOrigin, DigitsError};
-use crate::mapping::{MapError, MapRequest, load_model_dir, map_digits};
+use crate::mapping::{MapError, MapRequest, load_model_dir, map_digits, split_pairs};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::DigitClassifier;
@@ -175,19 +175,7 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
             seed: request.seed + k as u64,
         };
         let (n, pairs) = map_digits(&t, &manifest, &map_request, device)?;
-        let x: Vec<f32> = pairs
-            .chunks(GRID_LEN)
-            .step_by(2)
-            .flatten()
-            .copied()
-            .collect();
-        let y: Vec<f32> = pairs
-            .chunks(GRID_LEN)
-            .skip(1)
-            .step_by(2)
-            .flatten()
-            .copied()
-            .collect();
+        let (x, y) = split_pairs(&pairs);
         rows.push(judge(
             &format!("T(x) {color}"),
             &classifier,

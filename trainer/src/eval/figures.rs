@@ -1,7 +1,7 @@
 //! `ot3d figure`: pictures people would rather look at than read — source test digits of
 //! each color above their maps, and a run's loss curves — as PNG.
 
-use crate::mapping::{MapError, MapRequest, map_digits};
+use crate::mapping::{MapError, MapRequest, map_digits, split_pairs};
 use crate::training::log::StepRecord;
 use burn::tensor::Device;
 use font8x8::UnicodeFonts;
@@ -77,19 +77,18 @@ pub fn map_figure(
             seed: figure.seed + k as u64,
         };
         let (_, pairs) = map_digits(t, manifest, &request, device)?;
-        let render = |skip: usize| -> Vec<RgbImage> {
-            pairs
+        let (inputs, outputs) = split_pairs(&pairs);
+        let render = |grids: &[f32]| -> Vec<RgbImage> {
+            grids
                 .chunks(GRID_LEN)
-                .skip(skip)
-                .step_by(2)
                 .map(|g| {
                     let grid = VoxelGrid::from_vec(g.to_vec()).expect("one digit per chunk");
                     render_voxels(&grid, figure.cell)
                 })
                 .collect()
         };
-        rows.push((format!("{color} x"), render(0)));
-        rows.push((format!("{color} T(x)"), render(1)));
+        rows.push((format!("{color} x"), render(&inputs)));
+        rows.push((format!("{color} T(x)"), render(&outputs)));
     }
     let tile = rows[0].1.first().map_or(1, |i| i.width);
     let columns = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);

@@ -9,10 +9,12 @@ use super::losses::{
 };
 use super::sampler::{BatchSampler, noise_batch};
 use crate::atomic_file::write_atomic;
+use crate::device::with_seed;
 use crate::digits::{ClassDigits, DigitsError};
+use crate::progress::steps_bar;
+use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use ot3d_models::mnist::Split;
 use ot3d_models::rng::SeedRng;
 use ot3d_models::voxel::VoxelError;
@@ -110,19 +112,14 @@ fn adam(config: &TrainConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// Serializes seeded initialization: burn may seed a backend's RNG globally, and another
-/// thread drawing between our seed and our init would make the weights irreproducible.
-static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// New networks and optimizers; the weights follow from `config.seed` alone.
 fn fresh(config: &TrainConfig, device: &Device) -> Checkpoint {
-    let guard = INIT_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    device.seed(config.seed);
-    let t = config.nets.transport().init(device);
-    let f = config.nets.potential().init(device);
-    drop(guard);
+    let (t, f) = with_seed(device, config.seed, || {
+        (
+            config.nets.transport().init(device),
+            config.nets.potential().init(device),
+        )
+    });
     Checkpoint {
         t,
         f,
@@ -205,18 +202,7 @@ pub fn train(
     let mut log = LossLog::open(run, state.state.step).map_err(io(run))?;
     let mut rng = SeedRng::from_state(state.state.rng);
 
-    let bar = if progress {
-        let bar = ProgressBar::new(config.steps);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps {msg} [{elapsed_precise} < {eta_precise}, {per_sec}]",
-            )
-            .expect("valid template"),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = steps_bar(config.steps, progress);
     bar.set_position(state.state.step);
 
     while state.state.step < config.steps {
@@ -245,6 +231,9 @@ pub fn train(
 
         // K_T T-steps: T pulled toward cheap maps that f scores like targets.
         let gamma = config.weak.as_ref().map(|weak| weak.gamma_at(step));
+        // f is fixed during T-steps: without its weights' gradients, backward computes only
+        // what T needs (the gradient through f's input).
+        let f_fixed = state.f.clone().no_grad();
         let (mut l_t, mut cost, mut spread) = (0.0, 0.0, None);
         for _ in 0..config.t_steps {
             let x = source.batch(config.batch_size, &mut rng, &device)?;
@@ -252,7 +241,7 @@ pub fn train(
                 None => {
                     let t_x = state.t.forward(x.clone(), None);
                     let cost_t = transport_cost(x, t_x.clone());
-                    (transport_loss(cost_t.clone(), state.f.forward(t_x)), cost_t)
+                    (transport_loss(cost_t.clone(), f_fixed.forward(t_x)), cost_t)
                 }
                 Some(weak) => {
                     // Z draws of z per x: the cost averages over them, the spread between
@@ -271,7 +260,7 @@ pub fn train(
                     let weak_cost =
                         cost_t.clone() - spread_t.clone().mul_scalar(gamma.unwrap_or(0.0));
                     spread = Some(scalar(spread_t));
-                    (transport_loss(weak_cost, state.f.forward(t_xz)), cost_t)
+                    (transport_loss(weak_cost, f_fixed.forward(t_xz)), cost_t)
                 }
             };
             let grads = GradientsParams::from_grads(loss.backward(), &state.t);
