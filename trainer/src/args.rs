@@ -154,6 +154,9 @@ pub struct EvalArgs {
     /// Add the headline numbers to the model's manifest.json (`metrics`).
     #[arg(long)]
     pub record: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Storage precision of exported weights.

@@ -274,6 +274,7 @@ fn eval_command(args: &EvalArgs) -> Result<()> {
         mnist_dir: args.data_dir.clone(),
         count: args.count,
         seed: args.seed,
+        progress: !args.quiet,
     };
     let report = evaluate(&request, &device)?;
     print!("{}", table(&report));

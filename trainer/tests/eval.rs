@@ -87,6 +87,7 @@ fn eval_of_the_identity_map_gives_the_identity_answers() {
         mnist_dir: mnist,
         count: 16,
         seed: 3,
+        progress: false,
     };
     let report = evaluate(&request, &Device::flex()).unwrap();
     let row = |name: &str| report.rows.iter().find(|r| r.name == name).unwrap();
@@ -250,4 +251,33 @@ fn figures_and_report_from_the_command_line() {
         !ok && text.contains("not an `ot3d eval --json` report"),
         "{text}"
     );
+}
+
+#[test]
+fn the_shipped_classifier_has_the_accuracy_its_manifest_claims() {
+    use ot3d_models::mnist::Split;
+    use ot3d_trainer::digits::{ClassDigits, DigitOrigin};
+    use ot3d_trainer::eval::classifier_train::{accuracy, predict, test_digits};
+    let Some(mnist) = mnist_dir() else { return };
+    let dir = ot3d_tests::repo_root().join("models/pretrained/classifier");
+    let device = Device::flex();
+    let (classifier, manifest) = load_classifier(&dir, &device).unwrap();
+    let claimed = manifest.test_accuracy["plain"];
+    assert!(
+        claimed >= 0.98,
+        "the bar is 98% on plain digits, got {claimed}"
+    );
+    // The same held-out digits `ot3d classifier train` measured on: the same number.
+    let voxel = manifest.voxel.clone();
+    let classes = ClassDigits::load_all(
+        &DigitOrigin::Mnist {
+            dir: mnist,
+            voxel: voxel.clone(),
+        },
+        Split::Test,
+    )
+    .unwrap();
+    let (grids, labels) = test_digits(&classes, &voxel, 100).unwrap();
+    let measured = accuracy(&predict(&classifier, &grids, &device), &labels);
+    assert!((measured - claimed).abs() < 1e-9, "{measured} vs {claimed}");
 }

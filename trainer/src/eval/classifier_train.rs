@@ -94,12 +94,12 @@ impl ClassifierTrainConfig {
         Self {
             mnist_dir,
             coloring: Coloring::Palette,
-            flavors: FlavorName::ALL.to_vec(),
-            width: 8,
+            flavors: vec![FlavorName::Plain],
+            width: 16,
             features: 64,
-            steps: 1500,
+            steps: 3000,
             batch_size: 64,
-            lr: 1e-3,
+            lr: 2e-3,
             seed: 0,
             test_per_class: 100,
         }

@@ -44,6 +44,8 @@ pub struct EvalRequest {
     /// Source test digits in all (split evenly over the four colors).
     pub count: usize,
     pub seed: u64,
+    /// Show a progress bar over the stages.
+    pub progress: bool,
 }
 
 /// Classifier and color judgments of one set of digits.
@@ -160,6 +162,9 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
     let (t, manifest) = load_model_dir(&request.weights, device)?;
     let (classifier, _) = load_classifier(&request.classifier, device)?;
     let target = manifest.target_digit;
+    // Stages: four colors mapped, real digits, features, exact OT.
+    let bar = crate::progress::steps_bar(7, request.progress);
+    bar.set_message("mapping source digits");
 
     // Source test digits, a quarter in each color, and their maps.
     let mut inputs = Vec::new();
@@ -187,7 +192,9 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         debug_assert_eq!(rows.last().map(|r| r.digits), Some(n));
         inputs.extend(x);
         outputs.extend(y);
+        bar.inc(1);
     }
+    bar.set_message("real target digits");
     rows.insert(
         0,
         judge("T(x)", &classifier, &inputs, Some(&outputs), target, device),
@@ -230,6 +237,8 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         device,
     ));
 
+    bar.inc(1);
+    bar.set_message("classifier features");
     let (f_out, dim) = features(&classifier, &outputs, device);
     let (f_in, _) = features(&classifier, &inputs, device);
     let (f_test, _) = features(&classifier, &target_test, device);
@@ -240,7 +249,10 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         floor: frechet_distance(&f_train, &f_test, dim),
     };
 
+    bar.inc(1);
+    bar.set_message("exact OT");
     let cost = transport_costs(&inputs, &outputs, &target_test, device);
+    bar.finish_and_clear();
     let diversity = Diversity {
         outputs: mean_pairwise_sq_distance(&outputs, GRID_LEN),
         real_targets: mean_pairwise_sq_distance(&target_test, GRID_LEN),
