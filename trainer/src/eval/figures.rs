@@ -46,6 +46,23 @@ pub fn text_width(text: &str, scale: i64) -> i64 {
     text.chars().count() as i64 * 8 * scale
 }
 
+/// Renders one digit's `3·16³` values. T's outputs are not clamped and may leave [0, 1]
+/// a little; the picture shows them clamped (the numbers stay as they are elsewhere).
+pub fn render_digit(values: &[f32], cell: usize) -> RgbImage {
+    let clamped: Vec<f32> = values
+        .iter()
+        .map(|v| {
+            if v.is_finite() {
+                v.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let grid = VoxelGrid::from_vec(clamped).expect("a digit is 3·16³ values");
+    render_voxels(&grid, cell)
+}
+
 /// What the map figure shows.
 #[derive(Debug, Clone)]
 pub struct MapFigure {
@@ -81,10 +98,7 @@ pub fn map_figure(
         let render = |grids: &[f32]| -> Vec<RgbImage> {
             grids
                 .chunks(GRID_LEN)
-                .map(|g| {
-                    let grid = VoxelGrid::from_vec(g.to_vec()).expect("one digit per chunk");
-                    render_voxels(&grid, figure.cell)
-                })
+                .map(|g| render_digit(g, figure.cell))
                 .collect()
         };
         rows.push((format!("{color} x"), render(&inputs)));
@@ -92,16 +106,18 @@ pub fn map_figure(
     }
     let tile = rows[0].1.first().map_or(1, |i| i.width);
     let columns = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
-    let title_height = 8 * 3 + 2 * gap;
-    let width = label_width + columns * (tile + gap) + gap;
-    // An extra gap between color blocks, so pairs read as pairs.
-    let height = title_height + rows.len() * (tile + gap) + (rows.len() / 2) * gap + gap;
-    let mut image = RgbImage::filled(width, height, PANEL);
     let title = format!(
         "{} -> {}: test digits x above their maps T(x) ({} training steps)",
         manifest.source_digit, manifest.target_digit, manifest.training_steps
     );
-    draw_text(&mut image, gap as i64, gap as i64, &title, LABEL, 3);
+    let title_height = 8 * 2 + 2 * gap;
+    // Wide enough for the digits and for the whole title.
+    let width =
+        (label_width + columns * (tile + gap) + gap).max(text_width(&title, 2) as usize + 2 * gap);
+    // An extra gap between color blocks, so pairs read as pairs.
+    let height = title_height + rows.len() * (tile + gap) + (rows.len() / 2) * gap + gap;
+    let mut image = RgbImage::filled(width, height, PANEL);
+    draw_text(&mut image, gap as i64, gap as i64, &title, LABEL, 2);
     let mut y = title_height;
     for (i, (label, pictures)) in rows.iter().enumerate() {
         if i > 0 && i % 2 == 0 {
@@ -258,6 +274,20 @@ mod tests {
             .flat_map(|y| (0..image.width).map(move |x| (x, y)))
             .filter(|&(x, y)| image.pixel(x, y) == color)
             .count()
+    }
+
+    #[test]
+    fn digits_outside_the_unit_range_still_render() {
+        let mut values = vec![0.0f32; GRID_LEN];
+        values[100] = 1.4;
+        values[101] = -0.3;
+        values[102] = f32::NAN;
+        values[GRID_LEN / 3 + 100] = 0.8;
+        let image = render_digit(&values, 2);
+        assert!(image.width > 0);
+        assert!((0..image.height).any(|y| {
+            (0..image.width).any(|x| image.pixel(x, y) != ot3d_models::render::BACKGROUND)
+        }));
     }
 
     #[test]
