@@ -4,13 +4,20 @@
 
 use crate::kaggle_h5::{self, KaggleH5Error, KaggleSplit};
 use crate::mnist_dir::{self, MnistDirError};
+use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::{LabeledImages, Split};
 use ot3d_models::rng::{SeedRng, sample_seed};
 use ot3d_models::voxel::{
-    Coloring, VoxelConfig, VoxelError, VoxelGrid, from_kaggle_vector, voxelize,
+    Coloring, GRID, GRID_LEN, VoxelConfig, VoxelError, VoxelGrid, from_kaggle_vector, voxelize,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Digits stored one after another (`N·3·16³` values) as a `[N, 3, 16, 16, 16]` tensor.
+pub fn grids_tensor(values: Vec<f32>, device: &Device) -> Tensor<5> {
+    let n = values.len() / GRID_LEN;
+    Tensor::from_data(TensorData::new(values, [n, 3, GRID, GRID, GRID]), device)
+}
 
 /// Where digits come from.
 #[derive(Debug, Clone)]
@@ -143,6 +150,15 @@ impl ClassDigits {
                 from_kaggle_vector(set.vector(index), rgb)
             }
         }
+    }
+
+    /// The values of [`sample`](Self::sample)'s digits, one after another (`N·3·16³`).
+    pub fn sample_values(&self, count: usize, seed: u64) -> Result<Vec<f32>, VoxelError> {
+        Ok(self
+            .sample(count, seed)?
+            .into_iter()
+            .flat_map(|(_, g)| g.into_vec())
+            .collect())
     }
 
     /// `count` distinct digits of the class picked at random by `seed` (all of them if

@@ -2,7 +2,7 @@
 //! `manifest.json`), stored as f16 only where that changes T's outputs by less than 1e-3.
 
 use crate::atomic_file::write_atomic;
-use crate::digits::{ClassDigits, DigitsError};
+use crate::digits::{ClassDigits, DigitsError, grids_tensor};
 use crate::training::checkpoint::{self, CheckpointError};
 use crate::training::run::{TrainError, read_config};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -75,10 +75,7 @@ pub fn apply_with_noise(
     device: &Device,
 ) -> Vec<f32> {
     let batch = grids.len() / GRID_LEN;
-    let x = Tensor::<5>::from_data(
-        TensorData::new(grids.to_vec(), [batch, 3, 16, 16, 16]),
-        device,
-    );
+    let x = grids_tensor(grids.to_vec(), device);
     let channels = t.noise_channels();
     let z = noise.filter(|_| channels > 0).map(|values| {
         Tensor::<5>::from_data(
@@ -110,11 +107,7 @@ pub fn export(
     let (t, _, state) = checkpoint::load_latest_nets(run, &config.nets, device)?;
 
     let probe = ClassDigits::load(&config.data.origin(), Split::Test, config.source)?;
-    let grids: Vec<f32> = probe
-        .sample(PROBE_DIGITS, 0)?
-        .into_iter()
-        .flat_map(|(_, g)| g.into_vec())
-        .collect();
+    let grids = probe.sample_values(PROBE_DIGITS, 0)?;
     let exact = apply(&t, &grids, device);
     let half_bytes = to_bytes_with(&t, Precision::F16).map_err(WeightsError::from)?;
     let half = load_bytes_with(

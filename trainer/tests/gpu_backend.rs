@@ -3,12 +3,11 @@
 //! as on the CPU backend, a short run trains on it, and its checkpoint loads on the CPU.
 #![cfg(feature = "wgpu")]
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use ot3d_models::mnist::Split;
-use ot3d_models::voxel::GRID;
 use ot3d_tests::mnist_dir;
 use ot3d_trainer::device::{Backend, device};
-use ot3d_trainer::digits::ClassDigits;
+use ot3d_trainer::digits::{ClassDigits, grids_tensor};
 use ot3d_trainer::training::checkpoint::load_latest_nets;
 use ot3d_trainer::training::config::{NetsConfig, TrainConfig};
 use ot3d_trainer::training::log::read_log;
@@ -69,18 +68,8 @@ fn gpu_agrees_with_the_cpu_and_trains() {
     let (t_gpu, f_gpu, _) = load_latest_nets(cpu_run.path(), &config.nets, &gpu).unwrap();
 
     let digits = ClassDigits::load(&config.data.origin(), Split::Test, 3).unwrap();
-    let values: Vec<f32> = digits
-        .sample(6, 1)
-        .unwrap()
-        .into_iter()
-        .flat_map(|(_, g)| g.into_vec())
-        .collect();
-    let x = |device: &Device| {
-        Tensor::<5>::from_data(
-            TensorData::new(values.clone(), [6, 3, GRID, GRID, GRID]),
-            device,
-        )
-    };
+    let values = digits.sample_values(6, 1).unwrap();
+    let x = |device: &Device| grids_tensor(values.clone(), device);
     let t_diff = max_abs_diff(
         t_cpu.forward(x(&cpu), None),
         t_gpu.forward(x(&gpu), None).to_device(&cpu),

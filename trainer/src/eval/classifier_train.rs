@@ -4,7 +4,7 @@
 
 use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
-use crate::digits::{ClassDigits, DigitOrigin, DigitsError};
+use crate::digits::{ClassDigits, DigitOrigin, DigitsError, grids_tensor};
 use crate::progress::steps_bar;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -19,9 +19,7 @@ use ot3d_models::nets::classifier_weights::{
 };
 use ot3d_models::nets::weights::{FORMAT_VERSION, MANIFEST_FILE, WeightsError};
 use ot3d_models::rng::SeedRng;
-use ot3d_models::voxel::{
-    Coloring, Flavor, GRID, GRID_LEN, KaggleStyleConfig, VoxelConfig, VoxelError,
-};
+use ot3d_models::voxel::{Coloring, Flavor, GRID_LEN, KaggleStyleConfig, VoxelConfig, VoxelError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -184,11 +182,6 @@ fn draw(
         labels.push(class.digit as i64);
     }
     Ok((values, labels))
-}
-
-fn grids_tensor(values: Vec<f32>, device: &Device) -> Tensor<5> {
-    let n = values.len() / GRID_LEN;
-    Tensor::from_data(TensorData::new(values, [n, 3, GRID, GRID, GRID]), device)
 }
 
 /// The classifier's predictions for flattened grids, in chunks that bound memory.

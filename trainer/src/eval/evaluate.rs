@@ -6,13 +6,13 @@ use super::classifier_train::{ClassifierError, load_classifier, predict};
 use super::metrics::{
     dominant_color, frechet_distance, mean_pairwise_sq_distance, min_cost_assignment,
 };
-use crate::digits::{ClassDigits, DigitOrigin, DigitsError};
+use crate::digits::{ClassDigits, DigitOrigin, DigitsError, grids_tensor};
 use crate::mapping::{MapError, MapRequest, load_model_dir, map_digits, split_pairs};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::DigitClassifier;
 use ot3d_models::nets::weights::Manifest;
-use ot3d_models::voxel::{Coloring, DigitColor, GRID, GRID_LEN, VoxelError};
+use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -107,12 +107,7 @@ fn features(classifier: &DigitClassifier, grids: &[f32], device: &Device) -> (Ve
     let mut out = Vec::new();
     let mut dim = 0;
     for chunk in grids.chunks(256 * GRID_LEN) {
-        let n = chunk.len() / GRID_LEN;
-        let x = Tensor::<5>::from_data(
-            TensorData::new(chunk.to_vec(), [n, 3, GRID, GRID, GRID]),
-            device,
-        );
-        let f = classifier.features(x);
+        let f = classifier.features(grids_tensor(chunk.to_vec(), device));
         dim = f.dims()[1];
         out.extend(f.into_data().try_to_vec::<f32>().expect("f32 features"));
     }
@@ -143,14 +138,6 @@ fn share(hits: impl Iterator<Item = bool>) -> f64 {
         all += 1;
     }
     yes as f64 / all.max(1) as f64
-}
-
-fn class_grids(classes: &ClassDigits, count: usize, seed: u64) -> Result<Vec<f32>, VoxelError> {
-    Ok(classes
-        .sample(count, seed)?
-        .into_iter()
-        .flat_map(|(_, g)| g.into_vec())
-        .collect())
 }
 
 /// Runs every metric; `device` computes T, the classifier and the distance matrix.
@@ -218,16 +205,10 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
     };
     let palette = origin(Coloring::Palette);
     let n = inputs.len() / GRID_LEN;
-    let target_test = class_grids(
-        &ClassDigits::load(&palette, Split::Test, target)?,
-        n,
-        request.seed,
-    )?;
-    let target_train = class_grids(
-        &ClassDigits::load(&palette, Split::Train, target)?,
-        n,
-        request.seed,
-    )?;
+    let target_test =
+        ClassDigits::load(&palette, Split::Test, target)?.sample_values(n, request.seed)?;
+    let target_train =
+        ClassDigits::load(&palette, Split::Train, target)?.sample_values(n, request.seed)?;
     rows.push(judge(
         "real target",
         &classifier,

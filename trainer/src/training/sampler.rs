@@ -2,7 +2,7 @@
 //! tensors: every draw picks digits uniformly and voxelizes them with a new seed, so
 //! colors, rotations and jitter differ every time a digit comes back.
 
-use crate::digits::ClassDigits;
+use crate::digits::{ClassDigits, grids_tensor};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::nets::gaussian_noise;
 use ot3d_models::rng::SeedRng;
@@ -34,10 +34,7 @@ impl BatchSampler {
             let seed = rng.next_u64();
             values.extend_from_slice(self.digits.grid(index, seed)?.as_slice());
         }
-        Ok(Tensor::from_data(
-            TensorData::new(values, [batch, 3, GRID, GRID, GRID]),
-            device,
-        ))
+        Ok(grids_tensor(values, device))
     }
 }
 
