@@ -353,10 +353,6 @@ fn report_command(args: &ReportArgs) -> Result<()> {
     let (_, classifier) =
         ot3d_trainer::eval::classifier_train::load_classifier(&args.classifier, &device)?;
     let markdown = ot3d_trainer::eval::report::results_markdown(&report, &classifier, &args.figure);
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
     ot3d_trainer::atomic_file::write_atomic(&args.out, markdown.as_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("wrote {}", args.out.display());

@@ -90,7 +90,14 @@ impl DigitClassifier {
 
     /// The predicted digit of each sample.
     pub fn predict(&self, x: Tensor<5>) -> Vec<u8> {
-        self.forward(x)
+        self.predict_from_features(self.features(x))
+    }
+
+    /// The predicted digits for penultimate features already computed by
+    /// [`features`](Self::features), so one pass serves both.
+    pub fn predict_from_features(&self, features: Tensor<2>) -> Vec<u8> {
+        self.head
+            .forward(features)
             .argmax(1)
             .into_data()
             .convert::<i64>()

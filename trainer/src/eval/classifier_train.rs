@@ -308,9 +308,7 @@ pub fn save_classifier(
     let train_json = serde_json::to_string_pretty(config).expect("a config serializes");
     let write = |file: &str, bytes: &[u8]| {
         let path = out.join(file);
-        std::fs::create_dir_all(out)
-            .and_then(|_| write_atomic(&path, bytes))
-            .map_err(|error| ClassifierError::Write { path, error })
+        write_atomic(&path, bytes).map_err(|error| ClassifierError::Write { path, error })
     };
     write(CLASSIFIER_WEIGHTS_FILE, &weights)?;
     write("train_config.json", train_json.as_bytes())?;

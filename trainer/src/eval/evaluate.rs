@@ -2,7 +2,7 @@
 //! classifier (target accuracy, FID-3D), by color (preservation), by cost (against exact
 //! discrete OT and random pairing) and by spread (mode-collapse check).
 
-use super::classifier_train::{ClassifierError, load_classifier, predict};
+use super::classifier_train::{ClassifierError, load_classifier};
 use super::metrics::{
     dominant_color, frechet_distance, mean_pairwise_sq_distance, min_cost_assignment,
 };
@@ -103,15 +103,40 @@ pub struct EvalReport {
     pub seconds: f64,
 }
 
-fn features(classifier: &DigitClassifier, grids: &[f32], device: &Device) -> (Vec<f32>, usize) {
-    let mut out = Vec::new();
-    let mut dim = 0;
+/// What the classifier makes of a set of digits, from one pass over them.
+struct Classified {
+    /// Penultimate features, `dim` per digit.
+    features: Vec<f32>,
+    dim: usize,
+    predicted: Vec<u8>,
+}
+
+fn classify(classifier: &DigitClassifier, grids: &[f32], device: &Device) -> Classified {
+    let mut out = Classified {
+        features: Vec::new(),
+        dim: 0,
+        predicted: Vec::new(),
+    };
     for chunk in grids.chunks(256 * GRID_LEN) {
         let f = classifier.features(grids_tensor(chunk.to_vec(), device));
-        dim = f.dims()[1];
-        out.extend(f.into_data().try_to_vec::<f32>().expect("f32 features"));
+        out.dim = f.dims()[1];
+        out.predicted
+            .extend(classifier.predict_from_features(f.clone()));
+        out.features
+            .extend(f.into_data().try_to_vec::<f32>().expect("f32 features"));
     }
-    (out, dim)
+    out
+}
+
+/// A row from per-digit judgments: whether each digit was called the target, and (for a
+/// map) whether it kept its input's color.
+fn row(name: &str, is_target: &[bool], kept_color: Option<&[bool]>) -> Row {
+    Row {
+        name: name.to_string(),
+        digits: is_target.len(),
+        target_accuracy: share(is_target.iter().copied()),
+        color_preservation: kept_color.map(|kept| share(kept.iter().copied())),
+    }
 }
 
 /// `[n, n]` matrix of ‖a_i − b_j‖²/D (row-major), through one matrix product.
@@ -156,7 +181,8 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
     // Source test digits, a quarter in each color, and their maps.
     let mut inputs = Vec::new();
     let mut outputs = Vec::new();
-    let mut rows = Vec::new();
+    // (color, first digit, digits) of each color's share of `inputs`.
+    let mut shares = Vec::new();
     let per_color = request.count / 4;
     for (k, color) in DigitColor::ALL.into_iter().enumerate() {
         let map_request = MapRequest {
@@ -168,66 +194,53 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         };
         let (n, pairs) = map_digits(&t, &manifest, &map_request, device)?;
         let (x, y) = split_pairs(&pairs);
-        rows.push(judge(
-            &format!("T(x) {color}"),
-            &classifier,
-            &x,
-            Some(&y),
-            target,
-            device,
-        ));
-        debug_assert_eq!(rows.last().map(|r| r.digits), Some(n));
+        shares.push((color, inputs.len() / GRID_LEN, n));
         inputs.extend(x);
         outputs.extend(y);
         bar.inc(1);
     }
     bar.set_message("real target digits");
-    rows.insert(
-        0,
-        judge("T(x)", &classifier, &inputs, Some(&outputs), target, device),
-    );
-    rows.push(judge(
-        "identity",
-        &classifier,
-        &inputs,
-        None,
-        target,
-        device,
-    ));
 
     // Real target digits: test (the reference) and train (for the FID floor).
-    let origin = |coloring| DigitOrigin::Mnist {
+    let palette = DigitOrigin::Mnist {
         dir: request.mnist_dir.clone(),
         voxel: ot3d_models::voxel::VoxelConfig {
-            coloring,
+            coloring: Coloring::Palette,
             ..manifest.voxel.clone()
         },
     };
-    let palette = origin(Coloring::Palette);
     let n = inputs.len() / GRID_LEN;
     let target_test =
         ClassDigits::load(&palette, Split::Test, target)?.sample_values(n, request.seed)?;
     let target_train =
         ClassDigits::load(&palette, Split::Train, target)?.sample_values(n, request.seed)?;
-    rows.push(judge(
-        "real target",
-        &classifier,
-        &target_test,
-        None,
-        target,
-        device,
-    ));
 
     bar.inc(1);
-    bar.set_message("classifier features");
-    let (f_out, dim) = features(&classifier, &outputs, device);
-    let (f_in, _) = features(&classifier, &inputs, device);
-    let (f_test, _) = features(&classifier, &target_test, device);
-    let (f_train, _) = features(&classifier, &target_train, device);
+    bar.set_message("classifier");
+    let mapped = classify(&classifier, &outputs, device);
+    let identity = classify(&classifier, &inputs, device);
+    let real = classify(&classifier, &target_test, device);
+    let floor = classify(&classifier, &target_train, device);
+    let is_target =
+        |c: &Classified| -> Vec<bool> { c.predicted.iter().map(|&p| p == target).collect() };
+    let mapped_is_target = is_target(&mapped);
+    let kept_color = colors_kept(&inputs, &outputs);
+    let mut rows = vec![row("T(x)", &mapped_is_target, Some(&kept_color))];
+    for (color, first, n) in shares {
+        let digits = first..first + n;
+        rows.push(row(
+            &format!("T(x) {color}"),
+            &mapped_is_target[digits.clone()],
+            Some(&kept_color[digits]),
+        ));
+    }
+    rows.push(row("identity", &is_target(&identity), None));
+    rows.push(row("real target", &is_target(&real), None));
+    let dim = mapped.dim;
     let fid = Fid {
-        map: frechet_distance(&f_out, &f_test, dim),
-        identity: frechet_distance(&f_in, &f_test, dim),
-        floor: frechet_distance(&f_train, &f_test, dim),
+        map: frechet_distance(&mapped.features, &real.features, dim),
+        identity: frechet_distance(&identity.features, &real.features, dim),
+        floor: frechet_distance(&floor.features, &real.features, dim),
     };
 
     bar.inc(1);
@@ -251,36 +264,22 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
     })
 }
 
-/// Target accuracy of `judged` (the outputs if given, else the inputs) and, with outputs,
-/// the share of outputs keeping their input's dominant color.
-fn judge(
-    name: &str,
-    classifier: &DigitClassifier,
-    inputs: &[f32],
-    outputs: Option<&[f32]>,
-    target: u8,
-    device: &Device,
-) -> Row {
-    let judged = outputs.unwrap_or(inputs);
-    let predicted = predict(classifier, judged, device);
-    let color_preservation = outputs.map(|outputs| color_preservation(inputs, outputs));
-    Row {
-        name: name.to_string(),
-        digits: predicted.len(),
-        target_accuracy: share(predicted.iter().map(|&p| p == target)),
-        color_preservation,
-    }
-}
-
 /// Share of outputs whose dominant color equals their input's (an empty input counts as
 /// not preserved).
 pub fn color_preservation(inputs: &[f32], outputs: &[f32]) -> f64 {
-    share(
-        inputs
-            .chunks(GRID_LEN)
-            .zip(outputs.chunks(GRID_LEN))
-            .map(|(x, y)| dominant_color(x).is_some() && dominant_color(x) == dominant_color(y)),
-    )
+    share(colors_kept(inputs, outputs).into_iter())
+}
+
+/// For each digit, whether the output's dominant color equals its input's.
+fn colors_kept(inputs: &[f32], outputs: &[f32]) -> Vec<bool> {
+    inputs
+        .chunks(GRID_LEN)
+        .zip(outputs.chunks(GRID_LEN))
+        .map(|(x, y)| {
+            let color = dominant_color(x);
+            color.is_some() && color == dominant_color(y)
+        })
+        .collect()
 }
 
 /// The map's cost beside exact OT and random pairing between source and target batches.
