@@ -8,7 +8,7 @@ use ot3d_models::mnist::Split;
 use ot3d_models::nets::weights::{MANIFEST_FILE, Manifest, WeightsError};
 use ot3d_models::nets::{TransportMap, gaussian_noise};
 use ot3d_models::rng::{SeedRng, sample_seed};
-use ot3d_models::voxel::{Coloring, GRID, GRID_LEN, VoxelError};
+use ot3d_models::voxel::{Coloring, DigitColor, GRID, GRID_LEN, VoxelError};
 use std::path::{Path, PathBuf};
 
 /// Digits mapped per forward pass (bounds memory for large N).
@@ -132,4 +132,43 @@ pub fn split_pairs(pairs: &[f32]) -> (Vec<f32>, Vec<f32>) {
         .extend_from_slice(digit);
     }
     (inputs, outputs)
+}
+
+/// Source test digits of one color and their maps.
+pub struct MappedColor {
+    pub color: DigitColor,
+    pub inputs: Vec<f32>,
+    pub outputs: Vec<f32>,
+}
+
+/// `per_color` source test digits in each of the four colors and their maps; color k is drawn with seed `seed + k`, so eval and figures
+/// given one seed show the same digits.
+pub fn map_each_color(
+    t: &TransportMap,
+    manifest: &Manifest,
+    mnist_dir: &Path,
+    per_color: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<MappedColor>, MapError> {
+    DigitColor::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(k, color)| {
+            let request = MapRequest {
+                mnist_dir: mnist_dir.to_path_buf(),
+                split: Split::Test,
+                count: per_color,
+                coloring: Some(Coloring::Fixed(color)),
+                seed: seed + k as u64,
+            };
+            let (_, pairs) = map_digits(t, manifest, &request, device)?;
+            let (inputs, outputs) = split_pairs(&pairs);
+            Ok(MappedColor {
+                color,
+                inputs,
+                outputs,
+            })
+        })
+        .collect()
 }

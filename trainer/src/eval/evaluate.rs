@@ -7,12 +7,12 @@ use super::metrics::{
     dominant_color, frechet_distance, mean_pairwise_sq_distance, min_cost_assignment,
 };
 use crate::digits::{ClassDigits, DigitOrigin, DigitsError, grids_tensor};
-use crate::mapping::{MapError, MapRequest, load_model_dir, map_digits, split_pairs};
+use crate::mapping::{MapError, load_model_dir, map_each_color};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::DigitClassifier;
 use ot3d_models::nets::weights::Manifest;
-use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelError};
+use ot3d_models::voxel::{Coloring, GRID_LEN, VoxelError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -174,8 +174,8 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
     let (t, manifest) = load_model_dir(&request.weights, device)?;
     let (classifier, _) = load_classifier(&request.classifier, device)?;
     let target = manifest.target_digit;
-    // Stages: four colors mapped, real digits, features, exact OT.
-    let bar = crate::progress::steps_bar(7, request.progress);
+    // Stages: source digits mapped, real digits, classifier, exact OT.
+    let bar = crate::progress::steps_bar(4, request.progress);
     bar.set_message("mapping source digits");
 
     // Source test digits, a quarter in each color, and their maps.
@@ -183,22 +183,21 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
     let mut outputs = Vec::new();
     // (color, first digit, digits) of each color's share of `inputs`.
     let mut shares = Vec::new();
-    let per_color = request.count / 4;
-    for (k, color) in DigitColor::ALL.into_iter().enumerate() {
-        let map_request = MapRequest {
-            mnist_dir: request.mnist_dir.clone(),
-            split: Split::Test,
-            count: per_color,
-            coloring: Some(Coloring::Fixed(color)),
-            seed: request.seed + k as u64,
-        };
-        let (n, pairs) = map_digits(&t, &manifest, &map_request, device)?;
-        let (x, y) = split_pairs(&pairs);
-        shares.push((color, inputs.len() / GRID_LEN, n));
-        inputs.extend(x);
-        outputs.extend(y);
-        bar.inc(1);
+    let mapped = map_each_color(
+        &t,
+        &manifest,
+        &request.mnist_dir,
+        request.count / 4,
+        request.seed,
+        device,
+    )?;
+    for part in mapped {
+        let first = inputs.len() / GRID_LEN;
+        shares.push((part.color, first, part.inputs.len() / GRID_LEN));
+        inputs.extend(part.inputs);
+        outputs.extend(part.outputs);
     }
+    bar.inc(1);
     bar.set_message("real target digits");
 
     // Real target digits: test (the reference) and train (for the FID floor).
@@ -394,6 +393,7 @@ pub fn record_in_manifest(dir: &Path, report: &EvalReport) -> Result<Manifest, E
 mod tests {
     use super::*;
     use ot3d_models::rng::SeedRng;
+    use ot3d_models::voxel::DigitColor;
 
     /// `n` random sparse digits, digit i in color `colors[i % 4]`.
     fn digits(n: usize, colors: [DigitColor; 4], seed: u64) -> Vec<f32> {

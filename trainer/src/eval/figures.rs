@@ -1,15 +1,14 @@
 //! `ot3d figure`: pictures people would rather look at than read — source test digits of
 //! each color above their maps, and a run's loss curves — as PNG.
 
-use crate::mapping::{MapError, MapRequest, map_digits, split_pairs};
+use crate::mapping::{MapError, MappedColor, map_each_color};
 use crate::training::log::StepRecord;
 use burn::tensor::Device;
 use font8x8::UnicodeFonts;
-use ot3d_models::mnist::Split;
 use ot3d_models::nets::TransportMap;
 use ot3d_models::nets::weights::Manifest;
 use ot3d_models::render::{RgbImage, render_voxels};
-use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelGrid};
+use ot3d_models::voxel::{GRID_LEN, VoxelGrid};
 use std::path::PathBuf;
 
 const LABEL: [u8; 3] = [220, 222, 228];
@@ -85,16 +84,20 @@ pub fn map_figure(
     let gap = figure.cell.max(2) * 2;
     let label_width = text_width("yellow T(x)", 2) as usize + 2 * gap;
     let mut rows: Vec<(String, Vec<RgbImage>)> = Vec::new();
-    for (k, color) in DigitColor::ALL.into_iter().enumerate() {
-        let request = MapRequest {
-            mnist_dir: figure.mnist_dir.clone(),
-            split: Split::Test,
-            count: figure.per_color,
-            coloring: Some(Coloring::Fixed(color)),
-            seed: figure.seed + k as u64,
-        };
-        let (_, pairs) = map_digits(t, manifest, &request, device)?;
-        let (inputs, outputs) = split_pairs(&pairs);
+    let mapped = map_each_color(
+        t,
+        manifest,
+        &figure.mnist_dir,
+        figure.per_color,
+        figure.seed,
+        device,
+    )?;
+    for MappedColor {
+        color,
+        inputs,
+        outputs,
+    } in mapped
+    {
         let render = |grids: &[f32]| -> Vec<RgbImage> {
             grids
                 .chunks(GRID_LEN)
