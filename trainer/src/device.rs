@@ -2,6 +2,7 @@
 //! was built with their feature.
 
 use burn::tensor::Device;
+use ot3d_models::nets::init_guard;
 
 /// A compute backend by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +46,18 @@ pub fn device(backend: Backend) -> Result<Device, String> {
     }
 }
 
-/// Serializes seeded initialization: burn may seed a backend's RNG globally, and another
-/// thread drawing between our seed and our init would make the weights irreproducible.
-static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Runs `init` (which draws initial weights on `device`) right after seeding it with
-/// `seed`, with no other seeded init in between.
+/// `seed`, with no other init in between (see [`init_guard`]).
 pub fn with_seed<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
-    let _guard = SEED_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = init_guard();
     device.seed(seed);
+    init()
+}
+
+/// Runs `init` (networks whose weights are about to be overwritten) under [`init_guard`],
+/// so it cannot draw from the RNG between another thread's seed and its init.
+pub fn unseeded<T>(init: impl FnOnce() -> T) -> T {
+    let _guard = init_guard();
     init()
 }
 

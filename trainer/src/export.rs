@@ -110,12 +110,8 @@ pub fn export(
     let grids = probe.sample_values(PROBE_DIGITS, 0)?;
     let exact = apply(&t, &grids, device);
     let half_bytes = to_bytes_with(&t, Precision::F16).map_err(WeightsError::from)?;
-    let half = load_bytes_with(
-        config.nets.transport().init(device),
-        &half_bytes,
-        Precision::F16,
-    )
-    .map_err(WeightsError::from)?;
+    let empty = crate::device::unseeded(|| config.nets.transport().init(device));
+    let half = load_bytes_with(empty, &half_bytes, Precision::F16).map_err(WeightsError::from)?;
     let f16_max_abs_diff = max_abs_diff(&exact, &apply(&half, &grids, device));
     let precision = match choice {
         PrecisionChoice::Auto if f16_max_abs_diff < F16_TOLERANCE => Precision::F16,

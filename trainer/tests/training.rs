@@ -345,9 +345,16 @@ fn saving_a_step_twice_never_removes_what_latest_names() {
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
     let adam = || burn::optim::AdamConfig::new().init();
+    // Under the init lock: an init here must not land between another test's seed and init.
+    let (t, f) = ot3d_trainer::device::unseeded(|| {
+        (
+            config.nets.transport().init(&device),
+            config.nets.potential().init(&device),
+        )
+    });
     let checkpoint = Checkpoint {
-        t: config.nets.transport().init(&device),
-        f: config.nets.potential().init(&device),
+        t,
+        f,
         opt_t: adam(),
         opt_f: adam(),
         state: TrainingState {

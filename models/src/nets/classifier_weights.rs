@@ -70,11 +70,11 @@ impl ClassifierManifest {
         device: &Device,
     ) -> Result<DigitClassifier, WeightsError> {
         verify_bytes(weights, self.weights_bytes, &self.sha256)?;
-        Ok(load_bytes_with(
-            self.config.config().init(device),
-            weights,
-            self.precision,
-        )?)
+        let empty = {
+            let _guard = super::init_guard();
+            self.config.config().init(device)
+        };
+        Ok(load_bytes_with(empty, weights, self.precision)?)
     }
 }
 

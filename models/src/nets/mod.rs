@@ -17,6 +17,14 @@ pub use transport::{TransportMap, TransportMapConfig, gaussian_noise};
 
 use burn::module::Module;
 
+/// Held while a network's initial weights are drawn. burn seeds a backend's RNG globally,
+/// so a network built on another thread between someone's seed and their init would
+/// change those seeded weights: every init in this process, seeded or not, takes this.
+pub fn init_guard() -> std::sync::MutexGuard<'static, ()> {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Number of scalar parameters of a module.
 pub fn parameter_count<M: Module>(module: &M) -> usize {
     module.num_params()

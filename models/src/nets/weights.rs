@@ -147,11 +147,11 @@ impl Manifest {
         device: &Device,
     ) -> Result<TransportMap, WeightsError> {
         self.verify_weights(weights)?;
-        Ok(load_bytes_with(
-            self.config.config().init(device),
-            weights,
-            self.precision,
-        )?)
+        let empty = {
+            let _guard = super::init_guard();
+            self.config.config().init(device)
+        };
+        Ok(load_bytes_with(empty, weights, self.precision)?)
     }
 
     /// Checks that `weights` are the bytes this manifest describes.

@@ -270,8 +270,8 @@ pub fn train_classifier(
     // Measure what ships: the stored f32 weights loaded on the inference device.
     let bytes = ot3d_models::nets::burnpack::to_bytes_with(&model, Precision::F32)
         .map_err(WeightsError::from)?;
-    let model = load_bytes_with(config.shape().config().init(device), &bytes, Precision::F32)
-        .map_err(WeightsError::from)?;
+    let empty = crate::device::unseeded(|| config.shape().config().init(device));
+    let model = load_bytes_with(empty, &bytes, Precision::F32).map_err(WeightsError::from)?;
 
     let test_classes = ClassDigits::load_all(&origin, Split::Test)?;
     let mut accuracies = BTreeMap::new();

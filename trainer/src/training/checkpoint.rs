@@ -216,12 +216,8 @@ pub fn load_latest_nets(
     device: &Device,
 ) -> Result<(TransportMap, Potential, TrainingState), CheckpointError> {
     let adam = || AdamConfig::new().init();
-    let loaded = load_latest(
-        run,
-        nets.transport().init(device),
-        nets.potential().init(device),
-        adam(),
-        adam(),
-    )?;
+    let (t, f) =
+        crate::device::unseeded(|| (nets.transport().init(device), nets.potential().init(device)));
+    let loaded = load_latest(run, t, f, adam(), adam())?;
     Ok((loaded.t, loaded.f, loaded.state))
 }
