@@ -13,6 +13,7 @@
 //! [`rng::SeedRng`] and `libm`, so the same seed gives bit-identical voxels natively
 //! and in wasm.
 
+pub mod digit_pack;
 pub mod mnist;
 #[cfg(feature = "nn")]
 pub mod nets;

@@ -27,6 +27,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Run a model on held-out digits; save inputs and outputs as .npy [N, 2, 3, 16, 16, 16].
     Map(MapArgs),
+    /// Write digits of one class as a compact file for the page's gallery (28×28 pixels each).
+    ExportDigits(ExportDigitsArgs),
     /// The 3D digit classifier that evaluation uses.
     #[command(subcommand)]
     Classifier(ClassifierCommand),
@@ -177,6 +179,25 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: PrecisionArg,
+}
+
+#[derive(Args)]
+pub struct ExportDigitsArgs {
+    /// Digit class to export.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub digit: u8,
+    /// How many digits (the first ones of the class, in file order).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub count: u32,
+    /// Which split (test: never seen in training).
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+    /// Directory holding the four MNIST IDX files.
+    #[arg(long, default_value = DEFAULT_MNIST_DIR)]
+    pub data_dir: PathBuf,
+    /// File to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]

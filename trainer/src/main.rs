@@ -6,10 +6,11 @@ mod args;
 use anyhow::{Context, Result};
 use args::{
     BackendArg, ClassifierCommand, ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command,
-    DataCommand, EvalArgs, ExportArgs, FigureCommand, FigureLossesArgs, FigureMapArgs, MapArgs,
-    PrecisionArg, PreviewArgs, ReportArgs, TrainArgs,
+    DataCommand, EvalArgs, ExportArgs, ExportDigitsArgs, FigureCommand, FigureLossesArgs,
+    FigureMapArgs, MapArgs, PrecisionArg, PreviewArgs, ReportArgs, TrainArgs,
 };
 use clap::Parser;
+use ot3d_models::digit_pack::DigitPack;
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::burnpack::Precision;
 use ot3d_models::nets::parameter_count;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_command(&args),
         Command::Export(args) => export_command(&args),
         Command::Map(args) => map_command(&args),
+        Command::ExportDigits(args) => export_digits(&args),
         Command::Classifier(ClassifierCommand::Train(args)) => classifier_train(&args),
         Command::Eval(args) => eval_command(&args),
         Command::Report(args) => report_command(&args),
@@ -51,6 +53,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn export_digits(args: &ExportDigitsArgs) -> Result<()> {
+    let split = args.split.split();
+    let images = load_split(&args.data_dir, split)?;
+    let pack = DigitPack::select(&images, split, args.digit, args.count as usize)?;
+    let bytes = pack.encode();
+    ot3d_trainer::atomic_file::write_atomic(&args.out, &bytes)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "wrote {} {} digits of class {} ({} bytes) to {}",
+        pack.len(),
+        split.name(),
+        args.digit,
+        bytes.len(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn data_info(dir: &std::path::Path) -> Result<()> {

@@ -1,60 +1,21 @@
-//! `cargo xtask demo`: fetch data if needed, build the site (www/ + the wasm package) into
-//! www/dist, and serve it on 127.0.0.1.
+//! `cargo xtask demo`: fetch data if needed, build the site into www/dist, and serve it on
+//! 127.0.0.1 (a tiny static file server, also used by the browser tests).
 
 use crate::shell::step;
-use crate::wasm_pkg::{GlueTarget, build};
-use anyhow::{Context, Result, bail};
+use crate::site::build_site;
+use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
 
 pub fn run(root: &Path, port: u16, serve: bool) -> Result<()> {
-    crate::tools::ensure_wasm_target()?;
-    crate::tools::ensure_wasm_bindgen(root)?;
     crate::data::ensure_mnist(root)?;
     let dist = build_site(root)?;
-    if !dist.join("index.html").is_file() {
-        bail!(
-            "the wasm package is built in {}, but the page itself (www/index.html: WebGPU/CPU \
-             inference and three-d rendering) does not exist yet; it arrives with issue #5, \
-             the browser demo. Until then, look at digits with \
-             `cargo run --release -p ot3d-trainer -- data preview --out preview.png`",
-            dist.join("pkg").display()
-        );
-    }
     if !serve {
         println!("\nSite built in {}", dist.display());
         return Ok(());
     }
     serve_dir(&dist, port)
-}
-
-/// Builds the deployable site into www/dist and returns its path.
-pub fn build_site(root: &Path) -> Result<PathBuf> {
-    let www = root.join("www");
-    let dist = www.join("dist");
-    step(&format!(
-        "Site: building the wasm package into {}",
-        dist.join("pkg").display()
-    ));
-    std::fs::create_dir_all(&dist).with_context(|| format!("cannot create {}", dist.display()))?;
-    build(root, GlueTarget::Web, &dist.join("pkg"))?;
-    step("Site: copying the static files");
-    for entry in
-        std::fs::read_dir(&www).with_context(|| format!("cannot list {}", www.display()))?
-    {
-        let path = entry?.path();
-        let hidden = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if path.is_file() && !hidden {
-            let target = dist.join(path.file_name().expect("a file has a name"));
-            std::fs::copy(&path, &target)
-                .with_context(|| format!("cannot copy {}", path.display()))?;
-            println!("    {}", target.display());
-        }
-    }
-    Ok(dist)
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -114,6 +75,17 @@ fn answer(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
     }
 }
 
+fn accept_loop(listener: TcpListener, dir: PathBuf) -> std::io::Result<()> {
+    for stream in listener.incoming() {
+        let stream = stream?;
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            let _ = answer(stream, &dir);
+        });
+    }
+    Ok(())
+}
+
 /// Serves `dir` on 127.0.0.1:`port` until interrupted.
 pub fn serve_dir(dir: &Path, port: u16) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| {
@@ -123,14 +95,18 @@ pub fn serve_dir(dir: &Path, port: u16) -> Result<()> {
         "Serving {} at http://127.0.0.1:{port}/ (Ctrl-C stops)",
         dir.display()
     ));
-    for stream in listener.incoming() {
-        let stream = stream?;
-        let dir = dir.to_path_buf();
-        std::thread::spawn(move || {
-            let _ = answer(stream, &dir);
-        });
-    }
+    accept_loop(listener, dir.to_path_buf())?;
     Ok(())
+}
+
+/// Serves `dir` on a free port of 127.0.0.1 from a background thread (for tests); returns
+/// the port. The server lives as long as the process.
+pub fn serve_in_background(dir: &Path) -> Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot listen on 127.0.0.1")?;
+    let port = listener.local_addr()?.port();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || accept_loop(listener, dir));
+    Ok(port)
 }
 
 #[cfg(test)]

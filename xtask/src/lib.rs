@@ -4,6 +4,7 @@
 pub mod data;
 pub mod demo;
 pub mod shell;
+pub mod site;
 pub mod test;
 pub mod tools;
 pub mod wasm_pkg;

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use xtask::{data, demo, repo_root, test};
+use xtask::{data, demo, repo_root, site, test};
 
 /// ot3d automation. Run from anywhere inside the checkout.
 #[derive(Parser)]
@@ -19,6 +19,8 @@ enum Command {
     Data,
     /// Install what the tests need, then run fmt, clippy, wasm32 checks and every test.
     Test,
+    /// Build the site into www/dist (wasm package, page, shipped models, test digits).
+    Web,
     /// Fetch data, build the wasm site into www/dist and serve it on 127.0.0.1.
     Demo {
         /// Port to serve on.
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let result: Result<()> = match Cli::parse().command {
         Command::Data => data::ensure_mnist(&root).map(|_| ()),
         Command::Test => test::run_all(&root),
+        Command::Web => site::build_site(&root).map(|_| ()),
         Command::Demo { port, no_serve } => demo::run(&root, port, !no_serve),
     };
     match result {
