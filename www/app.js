@@ -51,6 +51,7 @@ function writeHash() {
   try {
     const hash = formatHash(JSON.stringify(app.state));
     if (location.hash !== hash) history.replaceState(null, '', hash);
+    window.ot3d.hash = location.hash;
     $('link').value = location.href;
   } catch (e) {
     showError(`internal error: the view cannot be written as a link: ${e.message}`);

@@ -58,7 +58,8 @@ async function runScenario(s) {
         await page.focus(action.selector);
         await page.keyboard.press(action.key);
       }
-      if (action.wait !== false) await waitReady(page, before, s.timeout_ms ?? 120000);
+      if (action.wait !== false) await waitReady(page, before, 30000);
+      else await page.waitForTimeout(500);
     }
     await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
     Object.assign(result, await page.evaluate(() => ({

@@ -226,23 +226,28 @@ pub fn report_sizes(dist: &Path, models: &[SiteModel]) -> Result<()> {
 
 /// Builds the whole site into www/dist and returns its path.
 pub fn build_site(root: &Path) -> Result<PathBuf> {
+    let dist = root.join("www/dist");
+    build_site_into(root, &dist)?;
+    Ok(dist)
+}
+
+/// Builds the whole site into `dist` (the tests build theirs in a temporary directory).
+pub fn build_site_into(root: &Path, dist: &Path) -> Result<()> {
     crate::tools::ensure_wasm_target()?;
     crate::tools::ensure_wasm_bindgen(root)?;
     let www = root.join("www");
-    let dist = www.join("dist");
     step(&format!(
         "Site: building the wasm package (release, wasm32) into {}",
         dist.join("pkg").display()
     ));
-    std::fs::create_dir_all(&dist).with_context(|| format!("cannot create {}", dist.display()))?;
+    std::fs::create_dir_all(dist).with_context(|| format!("cannot create {}", dist.display()))?;
     build(root, GlueTarget::Web, &dist.join("pkg"))?;
     step("Site: copying the page");
     for name in STATIC_FILES {
         copy(&www.join(name), &dist.join(name))?;
     }
-    let models = write_content(root, &dist)?;
-    report_sizes(&dist, &models)?;
-    Ok(dist)
+    let models = write_content(root, dist)?;
+    report_sizes(dist, &models)
 }
 
 #[cfg(test)]

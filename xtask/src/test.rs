@@ -2,7 +2,8 @@
 
 use crate::shell::{cargo, run, step};
 use crate::tools::{
-    WASM_TARGET, ensure_h5py, ensure_node, ensure_vulkan, ensure_wasm_bindgen, ensure_wasm_target,
+    WASM_TARGET, ensure_browser_tools, ensure_h5py, ensure_node, ensure_vulkan,
+    ensure_wasm_bindgen, ensure_wasm_target,
 };
 use anyhow::Result;
 use std::path::Path;
@@ -21,6 +22,7 @@ pub fn run_all(root: &Path) -> Result<()> {
     ensure_node()?;
     ensure_h5py()?;
     ensure_vulkan()?;
+    ensure_browser_tools(root)?;
     crate::data::ensure_mnist(root)?;
 
     step("Formatting: cargo fmt --check");

@@ -132,3 +132,24 @@ pub fn ensure_vulkan() -> Result<()> {
         "the trainer's wgpu backend is tested on Mesa's CPU Vulkan driver",
     )
 }
+
+/// Debian's chromium and npm's playwright-core (pinned in tests/browser/package-lock.json;
+/// it downloads no browser): the page's tests drive the one with the other.
+pub fn ensure_browser_tools(root: &Path) -> Result<()> {
+    ensure_debian_packages(&["chromium"], "the page's tests run in headless chromium")?;
+    let dir = root.join("tests/browser");
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        println!("    playwright-core: installed in {}", dir.display());
+        return Ok(());
+    }
+    step(
+        "Installing playwright-core (npm ci in tests/browser; it drives chromium in the page tests)",
+    );
+    run(Command::new("npm")
+        .current_dir(&dir)
+        .args(["ci", "--no-audit", "--no-fund"]))
+    .context("npm ci failed in tests/browser: is the npm registry reachable?")
+}
