@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ot3d_models::mnist::Split;
 use ot3d_models::voxel::{Coloring, DigitColor, Flavor, KaggleStyleConfig, VoxelConfig};
 use ot3d_trainer::mnist_dir::DEFAULT_MNIST_DIR;
-use ot3d_trainer::training::config::{DataSource, NetsConfig, TrainConfig, WeakCost};
+use ot3d_trainer::training::config::{DataSource, NetsConfig, TrainConfig, WarmStart, WeakCost};
 use std::path::PathBuf;
 
 /// Neural Optimal Transport on colored 3D MNIST digits.
@@ -476,6 +476,16 @@ pub struct TrainArgs {
     /// Weak cost: standard deviation of the noise z.
     #[arg(long, default_value_t = 0.1, requires = "weak_gamma")]
     noise_std: f32,
+    /// Warm start: regress T onto exact discrete-OT pairs of training digits for this many
+    /// steps before NOT begins (0: off).
+    #[arg(long, default_value_t = 0)]
+    warm_start_steps: u64,
+    /// Warm start: source and target training digits paired per color (exact assignment).
+    #[arg(long, default_value_t = 1024)]
+    warm_start_pairs: usize,
+    /// Warm start: Adam learning rate of the regression.
+    #[arg(long, default_value_t = 1e-3)]
+    warm_start_lr: f64,
     /// Where to compute.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
@@ -520,6 +530,11 @@ impl TrainArgs {
                 gamma_ramp_steps: self.gamma_ramp_steps,
                 draws: self.noise_draws,
                 noise_std: self.noise_std,
+            }),
+            warm_start: (self.warm_start_steps > 0).then_some(WarmStart {
+                pairs_per_color: self.warm_start_pairs,
+                steps: self.warm_start_steps,
+                lr: self.warm_start_lr,
             }),
         };
         config

@@ -373,3 +373,87 @@ fn saving_a_step_twice_never_removes_what_latest_names() {
     let (_, _, state) = load_latest_nets(dir.path(), &config.nets, &device).unwrap();
     assert_eq!(state.step, 7);
 }
+
+#[test]
+fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
+    use ot3d_models::mnist::Split;
+    use ot3d_models::voxel::{GRID_LEN, VoxelConfig};
+    use ot3d_trainer::digits::ClassDigits;
+    use ot3d_trainer::eval::metrics::dominant_color;
+    use ot3d_trainer::training::config::WarmStart;
+    use ot3d_trainer::training::run::WARM_START_FILE;
+    use ot3d_trainer::training::warm_start::ot_pairs;
+
+    let Some(mut config) = tiny(2) else { return };
+    // The pairs: per color block, an exact assignment beats random pairing of the same
+    // digits, and every pair keeps its color.
+    let origin = config.data.origin();
+    let threes = ClassDigits::load(&origin, Split::Train, 3).unwrap();
+    let fives = ClassDigits::load(&origin, Split::Train, 5).unwrap();
+    let pairs = ot_pairs(
+        &threes,
+        &fives,
+        &VoxelConfig::default(),
+        6,
+        1,
+        &Device::flex(),
+    )
+    .unwrap();
+    assert_eq!(pairs.len(), 24, "6 pairs in each of the 4 colors");
+    assert!(
+        pairs.ot_cost < pairs.random_cost,
+        "{} vs {}",
+        pairs.ot_cost,
+        pairs.random_cost
+    );
+    for i in 0..pairs.len() {
+        let x = &pairs.sources[i * GRID_LEN..(i + 1) * GRID_LEN];
+        let y = &pairs.targets[i * GRID_LEN..(i + 1) * GRID_LEN];
+        assert_eq!(
+            dominant_color(x),
+            dominant_color(y),
+            "pair {i} mixes colors"
+        );
+    }
+
+    // In a run: the warm start writes its report, then NOT runs its steps; a run without
+    // it writes none.
+    config.warm_start = Some(WarmStart {
+        pairs_per_color: 4,
+        steps: 3,
+        lr: 1e-2,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let plain = tempfile::tempdir().unwrap();
+    let without = TrainConfig {
+        warm_start: None,
+        steps: 1,
+        ..config.clone()
+    };
+    run(&without, plain.path(), Start::New).unwrap();
+    assert_eq!(
+        run(&config, dir.path(), Start::New).unwrap(),
+        Finish::Completed { step: 2 }
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&read(dir.path().join(WARM_START_FILE))).unwrap();
+    assert_eq!(report["pairs"], 16);
+    assert!(
+        report["final_regression_loss"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
+    assert!(!plain.path().join(WARM_START_FILE).exists());
+    assert_eq!(read_log(dir.path()).unwrap().len(), 2);
+
+    let bad = TrainConfig {
+        warm_start: Some(WarmStart {
+            pairs_per_color: 1,
+            steps: 3,
+            lr: 1e-2,
+        }),
+        ..config
+    };
+    assert!(bad.validate().unwrap_err().contains("pairs per color"));
+}

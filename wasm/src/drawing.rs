@@ -183,7 +183,7 @@ mod tests {
             20,
             "the long side fills MNIST's 20 px box"
         );
-        assert!(max_x - min_x + 1 <= 4, "a pen 2-3 px wide");
+        assert!(max_x - min_x < 4, "a pen 2-3 px wide");
         assert!((12..=14).contains(&min_x) && (13..=15).contains(&max_x));
         assert_eq!(
             image[14 * MNIST_SIDE + 13].max(image[14 * MNIST_SIDE + 14]),

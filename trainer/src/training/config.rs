@@ -117,6 +117,19 @@ impl WeakCost {
     }
 }
 
+/// Warm start of a new run: T regressed onto exact discrete-OT pairs of training digits
+/// before NOT begins (see `training::warm_start`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmStart {
+    /// Source and target training digits paired per color block (n × n exact assignment).
+    pub pairs_per_color: usize,
+    /// Regression steps (batches of `batch_size` pairs).
+    pub steps: u64,
+    /// Adam learning rate of the regression.
+    pub lr: f64,
+}
+
 /// A training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +157,9 @@ pub struct TrainConfig {
     /// The weak cost, when T is stochastic (`nets.t_noise_channels` > 0); None = strong cost.
     #[serde(default)]
     pub weak: Option<WeakCost>,
+    /// Regression onto exact OT pairs before NOT (new runs only); None = T starts at init.
+    #[serde(default)]
+    pub warm_start: Option<WarmStart>,
 }
 
 impl TrainConfig {
@@ -168,6 +184,7 @@ impl TrainConfig {
             max_abs_loss: 1e6,
             seed: 0,
             weak: None,
+            warm_start: None,
         }
     }
 
@@ -214,6 +231,20 @@ impl TrainConfig {
         for (name, beta) in [("beta_1", self.beta_1), ("beta_2", self.beta_2)] {
             if !(0.0..1.0).contains(&beta) {
                 return Err(format!("{name} must be in [0, 1), got {beta}"));
+            }
+        }
+        if let Some(warm) = &self.warm_start {
+            if !(2..=4096).contains(&warm.pairs_per_color) {
+                return Err(format!(
+                    "warm start pairs per color must be 2..=4096, got {}",
+                    warm.pairs_per_color
+                ));
+            }
+            if warm.steps == 0 || !(warm.lr.is_finite() && warm.lr > 0.0) {
+                return Err(format!(
+                    "warm start needs steps > 0 and a positive learning rate, got {} steps at {}",
+                    warm.steps, warm.lr
+                ));
             }
         }
         self.validate_weak()

@@ -6,3 +6,4 @@ pub mod log;
 pub mod losses;
 pub mod run;
 pub mod sampler;
+pub mod warm_start;

@@ -8,6 +8,7 @@ use super::losses::{
     potential_loss, repeat_draws, transport_cost, transport_loss, weak_cost_terms,
 };
 use super::sampler::{BatchSampler, noise_batch};
+use super::warm_start::warm_start;
 use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
 use crate::digits::{ClassDigits, DigitsError};
@@ -88,6 +89,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     }
 }
 
+/// What the warm start did (pairs, their OT cost, the final regression loss, seconds).
+pub const WARM_START_FILE: &str = "warm_start.json";
+
 pub fn config_path(run: &Path) -> PathBuf {
     run.join("config.json")
 }
@@ -99,10 +103,13 @@ pub fn read_config(run: &Path) -> Result<TrainConfig, TrainError> {
     serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
 }
 
-fn class_sampler(config: &TrainConfig, digit: u8) -> Result<BatchSampler, TrainError> {
+fn class_digits(config: &TrainConfig, digit: u8) -> Result<ClassDigits, TrainError> {
     // Training sees the train split only: test digits stay held out for evaluation.
-    let digits = ClassDigits::load(&config.data.origin(), Split::Train, digit)?;
-    Ok(BatchSampler::new(digits))
+    Ok(ClassDigits::load(
+        &config.data.origin(),
+        Split::Train,
+        digit,
+    )?)
 }
 
 fn adam(config: &TrainConfig) -> ModuleOptimizer {
@@ -167,8 +174,8 @@ pub fn train(
 ) -> Result<Finish, TrainError> {
     config.validate().map_err(TrainError::Config)?;
     let device = device.clone().autodiff();
-    let source = class_sampler(config, config.source)?;
-    let target = class_sampler(config, config.target)?;
+    let source_digits = class_digits(config, config.source)?;
+    let target_digits = class_digits(config, config.target)?;
 
     let mut state = match &start {
         Start::New | Start::InitFrom(_) => {
@@ -203,6 +210,28 @@ pub fn train(
     let mut rng = SeedRng::from_state(state.state.rng);
 
     let bar = steps_bar(config.steps, progress);
+    if let (Start::New, Some(settings)) = (&start, &config.warm_start) {
+        let (t, report) = warm_start(
+            state.t,
+            &source_digits,
+            &target_digits,
+            config.data.voxel(),
+            settings,
+            config.batch_size,
+            config.seed,
+            &device,
+            &bar,
+        )?;
+        state.t = t;
+        let path = run.join(WARM_START_FILE);
+        let json = serde_json::to_string_pretty(&report).expect("report serializes");
+        write_atomic(&path, json.as_bytes()).map_err(io(&path))?;
+        // A checkpoint at step 0, so a crash during NOT resumes after the warm start.
+        checkpoint::save(run, &state)?;
+        bar.set_length(config.steps);
+    }
+    let source = BatchSampler::new(source_digits);
+    let target = BatchSampler::new(target_digits);
     bar.set_position(state.state.step);
 
     while state.state.step < config.steps {

@@ -1,0 +1,176 @@
+//! Warm start of T before NOT: an exact discrete optimal-transport assignment (squared
+//! distances, per color block) between training digits of the two classes, then T regressed
+//! onto those pairs (large-scale OT mapping estimation, Seguy et al. 2018). NOT then
+//! fine-tunes a T that already moves mass the cheap way instead of starting at the identity.
+
+use super::config::WarmStart;
+use crate::digits::{ClassDigits, grids_tensor};
+use crate::eval::metrics::min_cost_assignment;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+use indicatif::ProgressBar;
+use ot3d_models::nets::TransportMap;
+use ot3d_models::rng::SeedRng;
+use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelConfig, VoxelError};
+use serde::Serialize;
+
+/// Pairs of (source, target) digits, flattened one after another.
+pub struct Pairs {
+    pub sources: Vec<f32>,
+    pub targets: Vec<f32>,
+    /// Mean ‖x − y‖²/D over the assigned pairs, and over the same digits paired at random.
+    pub ot_cost: f64,
+    pub random_cost: f64,
+}
+
+impl Pairs {
+    pub fn len(&self) -> usize {
+        self.sources.len() / GRID_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+}
+
+/// Color blocks the assignment is solved in: the four palette colors when digits get one
+/// of them, else the config's own coloring as one block.
+fn color_blocks(voxel: &VoxelConfig) -> Vec<VoxelConfig> {
+    match voxel.coloring {
+        Coloring::Palette => DigitColor::ALL
+            .into_iter()
+            .map(|c| VoxelConfig {
+                coloring: Coloring::Fixed(c),
+                ..voxel.clone()
+            })
+            .collect(),
+        _ => vec![voxel.clone()],
+    }
+}
+
+/// Squared distances / D between every row of `a` and of `b` (n × n, row-major).
+fn cost_matrix(a: &[f32], b: &[f32], n: usize, device: &Device) -> Vec<f64> {
+    let a = Tensor::<1>::from_floats(a, device).reshape([n, GRID_LEN]);
+    let b = Tensor::<1>::from_floats(b, device).reshape([n, GRID_LEN]);
+    let a2 = a.clone().powi_scalar(2).sum_dim(1); // [n, 1]
+    let b2 = b.clone().powi_scalar(2).sum_dim(1).transpose(); // [1, n]
+    let cross = a.matmul(b.transpose());
+    let d = (a2 + b2 - cross.mul_scalar(2.0)).div_scalar(GRID_LEN as f32);
+    d.into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 distances")
+        .into_iter()
+        .map(|v| f64::from(v.max(0.0)))
+        .collect()
+}
+
+/// Exact OT pairs between `per_block` random source and target digits in each color block.
+pub fn ot_pairs(
+    source: &ClassDigits,
+    target: &ClassDigits,
+    voxel: &VoxelConfig,
+    per_block: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Pairs, VoxelError> {
+    let mut rng = SeedRng::new(seed);
+    let (mut sources, mut targets) = (Vec::new(), Vec::new());
+    let (mut ot_total, mut random_total, mut count) = (0.0, 0.0, 0usize);
+    for block in color_blocks(voxel) {
+        let xs = source
+            .with_voxel(&block)
+            .sample_values(per_block, rng.next_u64())?;
+        let ys = target
+            .with_voxel(&block)
+            .sample_values(per_block, rng.next_u64())?;
+        let n = (xs.len() / GRID_LEN).min(ys.len() / GRID_LEN);
+        let cost = cost_matrix(&xs[..n * GRID_LEN], &ys[..n * GRID_LEN], n, device);
+        let assignment = min_cost_assignment(&cost, n);
+        for (i, &j) in assignment.iter().enumerate() {
+            ot_total += cost[i * n + j];
+            random_total += cost[i * n + (i + 1) % n];
+            sources.extend_from_slice(&xs[i * GRID_LEN..(i + 1) * GRID_LEN]);
+            targets.extend_from_slice(&ys[j * GRID_LEN..(j + 1) * GRID_LEN]);
+        }
+        count += n;
+    }
+    Ok(Pairs {
+        sources,
+        targets,
+        ot_cost: ot_total / count.max(1) as f64,
+        random_cost: random_total / count.max(1) as f64,
+    })
+}
+
+/// What the warm start did, saved as warm_start.json in the run directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct WarmStartReport {
+    pub pairs: usize,
+    pub pair_ot_cost: f64,
+    pub pair_random_cost: f64,
+    /// Mean ‖T(x) − y‖²/D over the last 50 regression batches.
+    pub final_regression_loss: f64,
+    pub seconds: f64,
+}
+
+/// Regresses `t` onto the OT pairs of `settings` with Adam; returns the trained map.
+#[allow(clippy::too_many_arguments)]
+pub fn warm_start(
+    t: TransportMap,
+    source: &ClassDigits,
+    target: &ClassDigits,
+    voxel: &VoxelConfig,
+    settings: &WarmStart,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+    bar: &ProgressBar,
+) -> Result<(TransportMap, WarmStartReport), VoxelError> {
+    let started = std::time::Instant::now();
+    bar.set_message("warm start: exact OT pairs");
+    let pairs = ot_pairs(
+        source,
+        target,
+        voxel,
+        settings.pairs_per_color,
+        seed,
+        device,
+    )?;
+    let n = pairs.len();
+    let inner = device.clone();
+    let mut t = t;
+    let mut optimizer: ModuleOptimizer = AdamConfig::new().init();
+    let mut rng = SeedRng::new(seed ^ 0x7761_726d);
+    let mut recent = std::collections::VecDeque::new();
+    bar.set_length(settings.steps);
+    bar.set_position(0);
+    for step in 1..=settings.steps {
+        let mut xs = Vec::with_capacity(batch_size * GRID_LEN);
+        let mut ys = Vec::with_capacity(batch_size * GRID_LEN);
+        for _ in 0..batch_size {
+            let i = rng.below(n as u64) as usize;
+            xs.extend_from_slice(&pairs.sources[i * GRID_LEN..(i + 1) * GRID_LEN]);
+            ys.extend_from_slice(&pairs.targets[i * GRID_LEN..(i + 1) * GRID_LEN]);
+        }
+        let x = grids_tensor(xs, &inner);
+        let y = grids_tensor(ys, &inner);
+        let loss = (t.forward(x, None) - y).powi_scalar(2).mean();
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &t);
+        t = optimizer.step(settings.lr, t, grads);
+        recent.push_back(value);
+        if recent.len() > 50 {
+            recent.pop_front();
+        }
+        bar.set_message(format!("warm start: ‖T(x) − y‖²/D {value:.5}"));
+        bar.set_position(step);
+    }
+    let report = WarmStartReport {
+        pairs: n,
+        pair_ot_cost: pairs.ot_cost,
+        pair_random_cost: pairs.random_cost,
+        final_regression_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((t, report))
+}
