@@ -295,3 +295,49 @@ fn ctrl_c_stops_training_cleanly_with_a_checkpoint() {
             .is_file()
     );
 }
+
+#[test]
+fn export_digits_writes_the_page_gallery_of_test_digits() {
+    use ot3d_models::digit_pack::DigitPack;
+    use ot3d_models::mnist::Split;
+    let Some(dir) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("digits-3.bin");
+    let data = dir.to_str().unwrap();
+    let result = ot3d(&[
+        "export-digits",
+        "--digit",
+        "3",
+        "--count",
+        "200",
+        "--data-dir",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let pack = DigitPack::decode(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!((pack.digit, pack.split, pack.len()), (3, Split::Test, 200));
+    let test = ot3d_tests::mnist_split(Split::Test).unwrap();
+    for (index, image) in pack.indices.iter().zip(&pack.images) {
+        assert_eq!(test.labels[*index as usize], 3);
+        assert_eq!(&test.images[*index as usize], image);
+    }
+    let too_many = ot3d(&[
+        "export-digits",
+        "--digit",
+        "3",
+        "--count",
+        "5000",
+        "--data-dir",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!too_many.status.success());
+    assert!(
+        stderr(&too_many).contains("only 1010 digits of class 3"),
+        "{}",
+        stderr(&too_many)
+    );
+}

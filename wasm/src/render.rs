@@ -62,7 +62,10 @@ impl VoxelView {
             .dyn_into::<web_sys::WebGl2RenderingContext>()
             .map_err(|_| JsError::new("the canvas did not give a WebGL2 context"))?;
         let gl = context::Context::from_webgl2_context(gl);
-        let context = Context::from_gl_context(Arc::new(gl))
+        // three-d's API takes an Arc; the page is single-threaded.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let gl = Arc::new(gl);
+        let context = Context::from_gl_context(gl)
             .map_err(|e| JsError::new(&format!("cannot start the renderer: {e}")))?;
         let mesh = || {
             Gm::new(
