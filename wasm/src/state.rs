@@ -264,7 +264,7 @@ mod tests {
         let hash = format_hash(&state).unwrap();
         assert_eq!(
             hash,
-            "#m=two-to-four&s=0_CE.55&c=blue&th=0.45&t=0.25&cam=-120,10,30.5&cpu=1"
+            "#m=two-to-four&s=0_Ce.55&c=blue&th=0.45&t=0.25&cam=-120,10,30.5&cpu=1"
         );
         let parsed = parse_hash(&hash);
         assert_eq!(parsed.problems, Vec::<String>::new());
