@@ -31,7 +31,15 @@ fn tiny(steps: u64) -> Option<TrainConfig> {
     Some(config)
 }
 
+/// One training run at a time in this test binary: runs draw from the device's global RNG
+/// (parameters materialize on first use), so two runs at once could take each other's
+/// draws and the exact-resume tests would flake. A CLI process trains one run.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(config: &TrainConfig, dir: &Path, start: Start) -> Result<Finish, TrainError> {
+    let _one = ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     train(
         config,
         dir,
