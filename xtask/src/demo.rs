@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
 
 pub fn run(root: &Path, port: u16, serve: bool) -> Result<()> {
-    crate::data::ensure_mnist(root)?;
+    // build_site fetches and verifies MNIST itself (it writes the digit galleries from it).
     let dist = build_site(root)?;
     if !serve {
         println!("\nSite built in {}", dist.display());
