@@ -39,6 +39,58 @@ pub enum Command {
     /// Draw PNG figures: digits and their maps, or a run's loss curves.
     #[command(subcommand)]
     Figure(FigureCommand),
+    /// Throughput figures, one row as JSON on stdout (`cargo xtask bench` runs the table).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Milliseconds per T-step and f-step of the trainer's updates, FLOPs and peak memory.
+    Steps(BenchStepsArgs),
+    /// The device's f32 matrix-multiply rate (the GEMM the CPU backend's convolutions use).
+    Sgemm(BenchSgemmArgs),
+}
+
+#[derive(Args)]
+pub struct BenchStepsArgs {
+    /// Digits per batch.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub batch: u16,
+    /// Channels of T at full resolution.
+    #[arg(long, default_value_t = 16)]
+    pub t_width: usize,
+    /// Levels of T's UNet below full resolution (1-3).
+    #[arg(long, default_value_t = 2)]
+    pub t_depth: usize,
+    /// Channels of f's first stage.
+    #[arg(long, default_value_t = 16)]
+    pub f_width: usize,
+    /// Pooling stages of f (1-4).
+    #[arg(long, default_value_t = 3)]
+    pub f_stages: usize,
+    /// Untimed steps of each kind first.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Timed steps of each kind (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub reps: u16,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendArg,
+}
+
+#[derive(Args)]
+pub struct BenchSgemmArgs {
+    /// Rows = columns = inner size of the product.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u16).range(16..=16384))]
+    pub size: u16,
+    /// Timed products (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub reps: u16,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendArg,
 }
 
 #[derive(Subcommand)]
@@ -486,6 +538,16 @@ pub struct TrainArgs {
     /// Warm start: Adam learning rate of the regression.
     #[arg(long, default_value_t = 1e-3)]
     warm_start_lr: f64,
+    /// Warm start: f-only steps after the regression (T fixed), so NOT begins with a
+    /// potential that already tells T(x) from real targets.
+    #[arg(long, default_value_t = 0)]
+    warm_start_f_steps: u64,
+    /// Adam β1 of both networks (0 is common for such min-max games).
+    #[arg(long, default_value_t = 0.9)]
+    beta_1: f32,
+    /// Adam β2 of both networks.
+    #[arg(long, default_value_t = 0.999)]
+    beta_2: f32,
     /// Where to compute.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
@@ -520,8 +582,8 @@ impl TrainArgs {
             batch_size: self.batch_size,
             lr_t: self.lr_t,
             lr_f: self.lr_f,
-            beta_1: 0.9,
-            beta_2: 0.999,
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
             checkpoint_every: self.checkpoint_every,
             max_abs_loss: self.max_abs_loss,
             seed: self.seed,
@@ -535,6 +597,7 @@ impl TrainArgs {
                 pairs_per_color: self.warm_start_pairs,
                 steps: self.warm_start_steps,
                 lr: self.warm_start_lr,
+                f_steps: self.warm_start_f_steps,
             }),
         };
         config

@@ -145,6 +145,7 @@ pub fn export(
             0.0
         },
         training_steps: state.step,
+        warm_start_steps: config.warm_start.as_ref().map_or(0, |w| w.steps),
         metrics: Default::default(),
         weights_file: WEIGHTS_FILE.into(),
         weights_bytes: 0,

@@ -2,6 +2,7 @@
 //! per-class colored voxel digit sets, previews, NOT training, and file helpers.
 
 pub mod atomic_file;
+pub mod bench;
 pub mod device;
 pub mod digits;
 pub mod eval;

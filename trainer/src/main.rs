@@ -5,9 +5,10 @@ mod args;
 
 use anyhow::{Context, Result};
 use args::{
-    BackendArg, ClassifierCommand, ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command,
-    DataCommand, EvalArgs, ExportArgs, ExportDigitsArgs, FigureCommand, FigureLossesArgs,
-    FigureMapArgs, MapArgs, PrecisionArg, PreviewArgs, ReportArgs, TrainArgs,
+    BackendArg, BenchCommand, BenchSgemmArgs, BenchStepsArgs, ClassifierCommand,
+    ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command, DataCommand, EvalArgs, ExportArgs,
+    ExportDigitsArgs, FigureCommand, FigureLossesArgs, FigureMapArgs, MapArgs, PrecisionArg,
+    PreviewArgs, ReportArgs, TrainArgs,
 };
 use clap::Parser;
 use ot3d_models::digit_pack::DigitPack;
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
         Command::Report(args) => report_command(&args),
         Command::Figure(FigureCommand::Map(args)) => figure_map(&args),
         Command::Figure(FigureCommand::Losses(args)) => figure_losses(&args),
+        Command::Bench(BenchCommand::Steps(args)) => bench_steps(&args),
+        Command::Bench(BenchCommand::Sgemm(args)) => bench_sgemm(&args),
     };
     // User errors print as one readable chain ("error: what: why"), never as a backtrace.
     match result {
@@ -207,10 +210,10 @@ fn export_command(args: &ExportArgs) -> Result<()> {
     let report = export(&args.run, &args.out, choice, &device)?;
     let m = &report.manifest;
     println!(
-        "exported T ({} → {}, {} steps) to {}: {} bytes, {:?}",
+        "exported T ({} → {}, {}) to {}: {} bytes, {:?}",
         m.source_digit,
         m.target_digit,
-        m.training_steps,
+        ot3d_trainer::eval::evaluate::training_summary(m.training_steps, m.warm_start_steps),
         report.dir.display(),
         m.weights_bytes,
         m.precision
@@ -351,7 +354,19 @@ fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
             args.run.display()
         );
     }
-    write_png(&args.out, &loss_figure(&log))
+    // The warm start's curves, when the run had one.
+    let warm_path = args.run.join(ot3d_trainer::training::run::WARM_START_FILE);
+    let warm = match std::fs::read(&warm_path) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is not a warm-start report; delete it to plot only the NOT steps",
+                warm_path.display()
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", warm_path.display())),
+    };
+    write_png(&args.out, &loss_figure(&log, warm.as_ref()))
 }
 
 fn report_command(args: &ReportArgs) -> Result<()> {
@@ -376,5 +391,37 @@ fn report_command(args: &ReportArgs) -> Result<()> {
     ot3d_trainer::atomic_file::write_atomic(&args.out, markdown.as_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn bench_steps(args: &BenchStepsArgs) -> Result<()> {
+    let nets = ot3d_trainer::training::config::NetsConfig {
+        t_width: args.t_width,
+        t_depth: args.t_depth,
+        f_width: args.f_width,
+        f_stages: args.f_stages,
+        t_noise_channels: 0,
+    };
+    nets.transport()
+        .validate()
+        .and_then(|()| nets.potential().validate())
+        .map_err(|e| anyhow::anyhow!("invalid network shape: {e}"))?;
+    let backend = backend(args.backend);
+    let device = device(backend).map_err(anyhow::Error::msg)?;
+    let request = ot3d_trainer::bench::StepsRequest {
+        nets,
+        batch: args.batch as usize,
+        warmup: args.warmup,
+        reps: args.reps as usize,
+    };
+    let row = ot3d_trainer::bench::measure_steps(&request, &device, backend.name());
+    println!("{}", serde_json::to_string(&row)?);
+    Ok(())
+}
+
+fn bench_sgemm(args: &BenchSgemmArgs) -> Result<()> {
+    let device = device(backend(args.backend)).map_err(anyhow::Error::msg)?;
+    let row = ot3d_trainer::bench::measure_sgemm(args.size as usize, args.reps as usize, &device);
+    println!("{}", serde_json::to_string(&row)?);
     Ok(())
 }

@@ -42,6 +42,7 @@ fn identity_model(dir: &Path) {
         noise_std: 0.0,
         precision_max_abs_diff: 0.0,
         training_steps: 0,
+        warm_start_steps: 0,
         metrics: Default::default(),
         weights_file: WEIGHTS_FILE.into(),
         weights_bytes: 0,

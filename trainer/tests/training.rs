@@ -430,6 +430,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         pairs_per_color: 4,
         steps: 3,
         lr: 1e-2,
+        f_steps: 2,
     });
     let dir = tempfile::tempdir().unwrap();
     let plain = tempfile::tempdir().unwrap();
@@ -452,6 +453,11 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             .unwrap()
             .is_finite()
     );
+    // Every regression step and every f-only step is in the report's curves.
+    assert_eq!(report["regression_losses"].as_array().unwrap().len(), 3);
+    let f_losses = report["potential_losses"].as_array().unwrap();
+    assert_eq!(f_losses.len(), 2);
+    assert!(f_losses.iter().all(|v| v.as_f64().unwrap().is_finite()));
     assert!(!plain.path().join(WARM_START_FILE).exists());
     assert_eq!(read_log(dir.path()).unwrap().len(), 2);
 
@@ -460,6 +466,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             pairs_per_color: 1,
             steps: 3,
             lr: 1e-2,
+            f_steps: 0,
         }),
         ..config
     };

@@ -190,6 +190,7 @@ mod tests {
             noise_std: 0.0,
             precision_max_abs_diff: 0.0,
             training_steps: 0,
+            warm_start_steps: 0,
             metrics: Default::default(),
             weights_file: WEIGHTS_FILE.into(),
             weights_bytes: 0,

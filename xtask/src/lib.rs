@@ -1,6 +1,7 @@
 //! xtask's library: the automation steps, shared by `cargo xtask` and by the cross-crate
 //! tests (which build the wasm package the same way the demo does).
 
+pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod shell;

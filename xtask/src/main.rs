@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use xtask::{data, demo, repo_root, site, test};
+use xtask::{bench, data, demo, repo_root, site, test};
 
 /// ot3d automation. Run from anywhere inside the checkout.
 #[derive(Parser)]
@@ -21,6 +21,22 @@ enum Command {
     Test,
     /// Build the site into www/dist (wasm package, page, shipped models, test digits).
     Web,
+    /// Training throughput: ot3d vs a PyTorch reference of the same nets, FLOP rates
+    /// against the measured SGEMM limit, peak memory (not part of the tests).
+    Bench {
+        /// Rows as BATCHxWIDTH, comma-separated.
+        #[arg(long, default_value = "64x16,32x8,16x16")]
+        rows: String,
+        /// Timed steps of each kind per framework and row (after a warm-up).
+        #[arg(long, default_value_t = 6)]
+        reps: usize,
+        /// Trainer backend: cpu, or wgpu/vulkan (built with that feature) on a GPU machine.
+        #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "vulkan", "cuda"])]
+        backend: String,
+        /// Skip the PyTorch reference (no virtualenv, no download).
+        #[arg(long)]
+        no_torch: bool,
+    },
     /// Fetch data, build the wasm site into www/dist and serve it on 127.0.0.1.
     Demo {
         /// Port to serve on.
@@ -39,6 +55,22 @@ fn main() -> ExitCode {
         Command::Test => test::run_all(&root),
         Command::Web => site::build_site(&root).map(|_| ()),
         Command::Demo { port, no_serve } => demo::run(&root, port, !no_serve),
+        Command::Bench {
+            rows,
+            reps,
+            backend,
+            no_torch,
+        } => bench::parse_rows(&rows).and_then(|rows| {
+            bench::run_bench(
+                &root,
+                &bench::BenchOptions {
+                    rows,
+                    reps: reps.max(1),
+                    backend,
+                    no_torch,
+                },
+            )
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

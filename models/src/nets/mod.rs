@@ -5,6 +5,7 @@
 pub mod burnpack;
 mod classifier;
 pub mod classifier_weights;
+pub mod flops;
 mod potential;
 mod resample;
 mod transport;

@@ -59,7 +59,11 @@ pub struct Manifest {
     pub noise_std: f32,
     /// Largest |T(x)| difference between the stored precision and f32, measured at export.
     pub precision_max_abs_diff: f32,
+    /// NOT outer steps the map was trained for.
     pub training_steps: u64,
+    /// Regression steps of the warm start before NOT (0: none).
+    #[serde(default)]
+    pub warm_start_steps: u64,
     /// Evaluation results, filled in by `ot3d eval` (name → value).
     #[serde(default)]
     pub metrics: std::collections::BTreeMap<String, f64>,

@@ -95,6 +95,9 @@ pub struct EvalReport {
     pub source_digit: u8,
     pub target_digit: u8,
     pub training_steps: u64,
+    /// Warm-start regression steps before NOT (0: none).
+    #[serde(default)]
+    pub warm_start_steps: u64,
     /// Rows: "T(x)" over all colors, "T(x) <color>" for each, "identity", "real target".
     pub rows: Vec<Row>,
     pub fid: Fid,
@@ -255,6 +258,7 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         source_digit: manifest.source_digit,
         target_digit: target,
         training_steps: manifest.training_steps,
+        warm_start_steps: manifest.warm_start_steps,
         rows,
         fid,
         cost,
@@ -307,14 +311,27 @@ pub fn transport_costs(inputs: &[f32], outputs: &[f32], targets: &[f32], device:
     }
 }
 
+/// "N NOT steps", with the warm start's regression steps when there were any.
+pub fn training_summary(training_steps: u64, warm_start_steps: u64) -> String {
+    let not = format!(
+        "{training_steps} NOT step{}",
+        if training_steps == 1 { "" } else { "s" }
+    );
+    if warm_start_steps == 0 {
+        not
+    } else {
+        format!("{warm_start_steps} warm-start regression steps, then {not}")
+    }
+}
+
 /// The report as a terminal table.
 pub fn table(report: &EvalReport) -> String {
     let mut out = format!(
-        "{} ({} → {}, {} training steps), evaluated in {:.1} s\n\n",
+        "{} ({} → {}, {}), evaluated in {:.1} s\n\n",
         report.model.display(),
         report.source_digit,
         report.target_digit,
-        report.training_steps,
+        training_summary(report.training_steps, report.warm_start_steps),
         report.seconds
     );
     out += &format!(

@@ -3,6 +3,7 @@
 
 use crate::mapping::{MapError, MappedColor, map_each_color};
 use crate::training::log::StepRecord;
+use crate::training::warm_start::WarmStartReport;
 use burn::tensor::Device;
 use font8x8::UnicodeFonts;
 use ot3d_models::nets::TransportMap;
@@ -239,30 +240,54 @@ fn draw_line(image: &mut RgbImage, from: (i64, i64), to: (i64, i64), color: [u8;
     }
 }
 
-/// A run's loss curves: L_f, L_T and the transport cost per outer step, stacked.
-pub fn loss_figure(log: &[StepRecord]) -> RgbImage {
+/// A run's loss curves: the warm start's regression loss and f-only L_f when the run had
+/// them, then L_f, L_T and the transport cost per outer step, stacked.
+pub fn loss_figure(log: &[StepRecord], warm: Option<&WarmStartReport>) -> RgbImage {
     let steps: Vec<f64> = log.iter().map(|r| r.step as f64).collect();
-    let panels = [
-        (
-            "L_f = mean f(T(x)) - mean f(y)",
-            log.iter().map(|r| r.l_f).collect::<Vec<_>>(),
-            [120, 180, 255],
-        ),
-        (
-            "L_T = cost - mean f(T(x))",
-            log.iter().map(|r| r.l_t).collect(),
-            [255, 170, 90],
-        ),
-        (
-            "cost = mean |x - T(x)|^2 / D",
-            log.iter().map(|r| r.cost).collect(),
-            [120, 220, 140],
-        ),
-    ];
+    let index = |values: &[f64]| (1..=values.len()).map(|i| i as f64).collect::<Vec<_>>();
+    // (title, x values, y values, color) per panel.
+    type Panel<'a> = (&'a str, Vec<f64>, Vec<f64>, [u8; 3]);
+    let mut panels: Vec<Panel> = Vec::new();
+    if let Some(warm) = warm {
+        if !warm.regression_losses.is_empty() {
+            panels.push((
+                "warm start: |T(x) - y|^2 / D on OT pairs",
+                index(&warm.regression_losses),
+                warm.regression_losses.clone(),
+                [230, 120, 230],
+            ));
+        }
+        if !warm.potential_losses.is_empty() {
+            panels.push((
+                "warm start: L_f with T fixed",
+                index(&warm.potential_losses),
+                warm.potential_losses.clone(),
+                [90, 210, 220],
+            ));
+        }
+    }
+    panels.push((
+        "L_f = mean f(T(x)) - mean f(y)",
+        steps.clone(),
+        log.iter().map(|r| r.l_f).collect(),
+        [120, 180, 255],
+    ));
+    panels.push((
+        "L_T = cost - mean f(T(x))",
+        steps.clone(),
+        log.iter().map(|r| r.l_t).collect(),
+        [255, 170, 90],
+    ));
+    panels.push((
+        "cost = mean |x - T(x)|^2 / D",
+        steps,
+        log.iter().map(|r| r.cost).collect(),
+        [120, 220, 140],
+    ));
     let (width, height) = (900, 240);
     let mut image = RgbImage::filled(width, height * panels.len(), PANEL);
-    for (i, (name, values, color)) in panels.iter().enumerate() {
-        let panel = plot_panel(name, &steps, values, *color, width, height);
+    for (i, (name, steps, values, color)) in panels.iter().enumerate() {
+        let panel = plot_panel(name, steps, values, *color, width, height);
         image.blit(&panel, 0, i * height);
     }
     image
@@ -319,13 +344,39 @@ mod tests {
                 spread: None,
             })
             .collect();
-        let image = loss_figure(&log);
+        let image = loss_figure(&log, None);
         assert_eq!((image.width, image.height), (900, 720));
         for color in [[120, 180, 255], [255, 170, 90], [120, 220, 140]] {
             assert!(lit(&image, color) > 100, "{color:?} curve missing");
         }
         // One record, or a constant series, still draws.
-        let one = loss_figure(&log[..1]);
+        let one = loss_figure(&log[..1], None);
         assert!(lit(&one, [120, 180, 255]) > 0);
+
+        // A warm start adds its two panels on top.
+        let warm = WarmStartReport {
+            pairs: 8,
+            pair_ot_cost: 0.01,
+            pair_random_cost: 0.02,
+            final_regression_loss: 0.005,
+            regression_losses: (1..=40).map(|i| 1.0 / i as f64).collect(),
+            potential_losses: (1..=10).map(|i| -(i as f64)).collect(),
+            seconds: 1.0,
+        };
+        let both = loss_figure(&log, Some(&warm));
+        assert_eq!((both.width, both.height), (900, 1200));
+        assert!(
+            lit(&both, [230, 120, 230]) > 100,
+            "regression curve missing"
+        );
+        assert!(lit(&both, [90, 210, 220]) > 50, "f warm-up curve missing");
+        let no_f = loss_figure(
+            &log,
+            Some(&WarmStartReport {
+                potential_losses: vec![],
+                ..warm
+            }),
+        );
+        assert_eq!(no_f.height, 960);
     }
 }

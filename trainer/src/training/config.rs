@@ -128,6 +128,10 @@ pub struct WarmStart {
     pub steps: u64,
     /// Adam learning rate of the regression.
     pub lr: f64,
+    /// f-only steps after the regression (T fixed, lr_f): without them NOT's first T-steps
+    /// see a flat potential, and the cost term alone pulls T back toward the identity.
+    #[serde(default)]
+    pub f_steps: u64,
 }
 
 /// A training run.

@@ -6,4 +6,5 @@ pub mod log;
 pub mod losses;
 pub mod run;
 pub mod sampler;
+pub mod steps;
 pub mod warm_start;

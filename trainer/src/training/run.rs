@@ -4,11 +4,10 @@
 use super::checkpoint::{self, Checkpoint, CheckpointError, TrainingState};
 use super::config::TrainConfig;
 use super::log::{LossLog, StepRecord};
-use super::losses::{
-    potential_loss, repeat_draws, transport_cost, transport_loss, weak_cost_terms,
-};
+use super::losses::{repeat_draws, transport_loss, weak_cost_terms};
 use super::sampler::{BatchSampler, noise_batch};
-use super::warm_start::warm_start;
+use super::steps::{f_step, t_step};
+use super::warm_start::{potential_warm_up, warm_start};
 use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
 use crate::digits::{ClassDigits, DigitsError};
@@ -209,12 +208,15 @@ pub fn train(
     let mut log = LossLog::open(run, state.state.step).map_err(io(run))?;
     let mut rng = SeedRng::from_state(state.state.rng);
 
+    let started_run = Instant::now();
     let bar = steps_bar(config.steps, progress);
+    let source = BatchSampler::new(source_digits);
+    let target = BatchSampler::new(target_digits);
     if let (Start::New, Some(settings)) = (&start, &config.warm_start) {
-        let (t, report) = warm_start(
+        let (t, mut report) = warm_start(
             state.t,
-            &source_digits,
-            &target_digits,
+            source.digits(),
+            target.digits(),
             config.data.voxel(),
             settings,
             config.batch_size,
@@ -223,6 +225,30 @@ pub fn train(
             &bar,
         )?;
         state.t = t;
+        if settings.f_steps > 0 {
+            // Its own stream, so the NOT steps draw the same batches with or without it.
+            let mut f_rng = SeedRng::new(config.seed ^ 0x0066_7761_726d);
+            let losses;
+            (state.f, state.opt_f, losses) = potential_warm_up(
+                &state.t,
+                state.f,
+                state.opt_f,
+                &source,
+                &target,
+                settings.f_steps,
+                config.batch_size,
+                config.lr_f,
+                &mut f_rng,
+                &device,
+                &bar,
+            )?;
+            for &value in &losses {
+                // Step 0: the warm start, before any NOT step.
+                check(0, "warm-start L_f", value, config, run)?;
+            }
+            report.potential_losses = losses;
+        }
+        report.seconds = started_run.elapsed().as_secs_f64();
         let path = run.join(WARM_START_FILE);
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
         write_atomic(&path, json.as_bytes()).map_err(io(&path))?;
@@ -230,8 +256,6 @@ pub fn train(
         checkpoint::save(run, &state)?;
         bar.set_length(config.steps);
     }
-    let source = BatchSampler::new(source_digits);
-    let target = BatchSampler::new(target_digits);
     bar.set_position(state.state.step);
 
     while state.state.step < config.steps {
@@ -251,11 +275,8 @@ pub fn train(
                 &device,
             )
         });
-        let t_x = state.t.forward(x, z).detach();
-        let l_f = potential_loss(state.f.forward(t_x), state.f.forward(y));
-        let grads = GradientsParams::from_grads(l_f.backward(), &state.f);
-        state.f = state.opt_f.step(config.lr_f, state.f, grads);
-        let l_f = scalar(l_f);
+        let l_f;
+        (state.f, l_f) = f_step(&state.t, state.f, &mut state.opt_f, config.lr_f, x, y, z);
         check(step, "L_f", l_f, config, run)?;
 
         // K_T T-steps: T pulled toward cheap maps that f scores like targets.
@@ -266,11 +287,10 @@ pub fn train(
         let (mut l_t, mut cost, mut spread) = (0.0, 0.0, None);
         for _ in 0..config.t_steps {
             let x = source.batch(config.batch_size, &mut rng, &device)?;
-            let (loss, cost_t) = match &config.weak {
+            match &config.weak {
                 None => {
-                    let t_x = state.t.forward(x.clone(), None);
-                    let cost_t = transport_cost(x, t_x.clone());
-                    (transport_loss(cost_t.clone(), f_fixed.forward(t_x)), cost_t)
+                    (state.t, l_t, cost) =
+                        t_step(state.t, &f_fixed, &mut state.opt_t, config.lr_t, x);
                 }
                 Some(weak) => {
                     // Z draws of z per x: the cost averages over them, the spread between
@@ -289,12 +309,12 @@ pub fn train(
                     let weak_cost =
                         cost_t.clone() - spread_t.clone().mul_scalar(gamma.unwrap_or(0.0));
                     spread = Some(scalar(spread_t));
-                    (transport_loss(weak_cost, f_fixed.forward(t_xz)), cost_t)
+                    let loss = transport_loss(weak_cost, f_fixed.forward(t_xz));
+                    let grads = GradientsParams::from_grads(loss.backward(), &state.t);
+                    state.t = state.opt_t.step(config.lr_t, state.t, grads);
+                    (l_t, cost) = (scalar(loss), scalar(cost_t));
                 }
-            };
-            let grads = GradientsParams::from_grads(loss.backward(), &state.t);
-            state.t = state.opt_t.step(config.lr_t, state.t, grads);
-            (l_t, cost) = (scalar(loss), scalar(cost_t));
+            }
             check(step, "L_T", l_t, config, run)?;
         }
 

@@ -17,6 +17,10 @@ impl BatchSampler {
         Self { digits }
     }
 
+    pub fn digits(&self) -> &ClassDigits {
+        &self.digits
+    }
+
     pub fn class_size(&self) -> usize {
         self.digits.len()
     }

@@ -9,10 +9,11 @@ use crate::eval::metrics::min_cost_assignment;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::ProgressBar;
+use ot3d_models::nets::Potential;
 use ot3d_models::nets::TransportMap;
 use ot3d_models::rng::SeedRng;
 use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelConfig, VoxelError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Pairs of (source, target) digits, flattened one after another.
 pub struct Pairs {
@@ -103,13 +104,19 @@ pub fn ot_pairs(
 }
 
 /// What the warm start did, saved as warm_start.json in the run directory.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WarmStartReport {
     pub pairs: usize,
     pub pair_ot_cost: f64,
     pub pair_random_cost: f64,
     /// Mean ‖T(x) − y‖²/D over the last 50 regression batches.
     pub final_regression_loss: f64,
+    /// ‖T(x) − y‖²/D of every regression batch (the curve `ot3d figure losses` draws).
+    #[serde(default)]
+    pub regression_losses: Vec<f64>,
+    /// L_f of every f-only step after the regression.
+    #[serde(default)]
+    pub potential_losses: Vec<f64>,
     pub seconds: f64,
 }
 
@@ -142,6 +149,7 @@ pub fn warm_start(
     let mut optimizer: ModuleOptimizer = AdamConfig::new().init();
     let mut rng = SeedRng::new(seed ^ 0x7761_726d);
     let mut recent = std::collections::VecDeque::new();
+    let mut regression_losses = Vec::with_capacity(settings.steps as usize);
     bar.set_length(settings.steps);
     bar.set_position(0);
     for step in 1..=settings.steps {
@@ -159,6 +167,7 @@ pub fn warm_start(
         let grads = GradientsParams::from_grads(loss.backward(), &t);
         t = optimizer.step(settings.lr, t, grads);
         recent.push_back(value);
+        regression_losses.push(value);
         if recent.len() > 50 {
             recent.pop_front();
         }
@@ -170,7 +179,40 @@ pub fn warm_start(
         pair_ot_cost: pairs.ot_cost,
         pair_random_cost: pairs.random_cost,
         final_regression_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        regression_losses,
+        potential_losses: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok((t, report))
+}
+
+/// Trains `f` alone for `steps` batches against the fixed `t` (L_f = mean f(T(x)) −
+/// mean f(y), the NOT f-step); returns f, its optimizer and the losses.
+#[allow(clippy::too_many_arguments)]
+pub fn potential_warm_up(
+    t: &TransportMap,
+    mut f: Potential,
+    mut optimizer: ModuleOptimizer,
+    source: &super::sampler::BatchSampler,
+    target: &super::sampler::BatchSampler,
+    steps: u64,
+    batch_size: usize,
+    lr: f64,
+    rng: &mut SeedRng,
+    device: &Device,
+    bar: &ProgressBar,
+) -> Result<(Potential, ModuleOptimizer, Vec<f64>), VoxelError> {
+    let mut losses = Vec::with_capacity(steps as usize);
+    bar.set_length(steps);
+    bar.set_position(0);
+    for step in 1..=steps {
+        let x = source.batch(batch_size, rng, device)?;
+        let y = target.batch(batch_size, rng, device)?;
+        let value;
+        (f, value) = super::steps::f_step(t, f, &mut optimizer, lr, x, y, None);
+        losses.push(value);
+        bar.set_message(format!("warm start: f only, L_f {value:+.5}"));
+        bar.set_position(step);
+    }
+    Ok((f, optimizer, losses))
 }
