@@ -14,6 +14,16 @@ pub enum Precision {
     F16,
 }
 
+impl Precision {
+    /// Bytes per stored value at the smallest (what a file of N values needs at least).
+    pub fn bytes_per_value(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BurnpackError {
     #[error("cannot encode the weights: {0}")]

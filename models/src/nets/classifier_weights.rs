@@ -74,7 +74,9 @@ impl ClassifierManifest {
             let _guard = super::init_guard();
             self.config.config().init(device)
         };
-        Ok(load_bytes_with(empty, weights, self.precision)?)
+        let classifier = load_bytes_with(empty, weights, self.precision)?;
+        super::weights::check_finite(&classifier)?;
+        Ok(classifier)
     }
 }
 

@@ -295,9 +295,19 @@ mod weights_format {
             load(&future, &bytes),
             WeightsError::UnsupportedVersion { found: 2 }
         ));
+        // A wider network than the file can hold is refused before it is built; a narrower
+        // one does not fit the stored tensors.
         let wider = edit(&|v| v["config"]["width"] = 8.into());
         assert!(
-            matches!(load(&wider, &bytes), WeightsError::Weights(_)),
+            matches!(
+                load(&wider, &bytes),
+                WeightsError::TooSmallForNetwork { .. }
+            ),
+            "a network larger than the file"
+        );
+        let narrower = edit(&|v| v["config"]["width"] = 3.into());
+        assert!(
+            matches!(load(&narrower, &bytes), WeightsError::Weights(_)),
             "weights of the wrong shape"
         );
         let kind = edit(&|v| v["kind"] = "potential".into());
@@ -319,6 +329,18 @@ mod weights_format {
         assert!(matches!(load("{}", &bytes), WeightsError::Manifest(_)));
         let unknown = edit(&|v| v["surprise"] = 1.into());
         assert!(matches!(load(&unknown, &bytes), WeightsError::Manifest(_)));
+        // Weights that diverged in training (a NaN) are refused, even with a valid checksum.
+        let mut broken = t.clone();
+        broken.out.bias = broken.out.bias.map(|b| b.map(|v| v.mul_scalar(f32::NAN)));
+        let (_, nan_json, nan_bytes) =
+            encode_transport_map(&broken, manifest(Precision::F32)).unwrap();
+        let err = load(&nan_json, &nan_bytes);
+        assert!(
+            matches!(err, WeightsError::NonFinite { count: 3, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("diverged"), "{err}");
+
         for err in [load(&future, &bytes), load(&json, &flipped)] {
             assert!(err.to_string().contains("export"), "{err}");
         }

@@ -6,7 +6,7 @@
 use super::burnpack::{BurnpackError, Precision, load_bytes_with};
 use super::{TransportMap, TransportMapConfig};
 use crate::voxel::VoxelConfig;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -103,6 +103,18 @@ pub enum WeightsError {
     ChecksumMismatch { expected: String, found: String },
     #[error("the weights file does not hold this network: {0}")]
     Weights(#[from] BurnpackError),
+    #[error(
+        "the manifest's network ({parameters} parameters) needs at least {least} bytes of weights, but weights_bytes is {declared}: the manifest does not describe these weights; export the model again"
+    )]
+    TooSmallForNetwork {
+        parameters: usize,
+        least: usize,
+        declared: usize,
+    },
+    #[error(
+        "the weights hold {count} non-finite values (NaN or infinity), first in {tensor}: the model diverged in training; export a checkpoint from before the divergence"
+    )]
+    NonFinite { count: usize, tensor: String },
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -151,11 +163,28 @@ impl Manifest {
         device: &Device,
     ) -> Result<TransportMap, WeightsError> {
         self.verify_weights(weights)?;
+        // Before building the network: a manifest naming a huge network for a small file
+        // must not allocate that network.
+        let config = self.config.config();
+        let parameters: usize = super::flops::transport_layers(&config)
+            .iter()
+            .map(super::flops::Layer::params)
+            .sum();
+        let least = parameters * self.precision.bytes_per_value();
+        if self.weights_bytes < least {
+            return Err(WeightsError::TooSmallForNetwork {
+                parameters,
+                least,
+                declared: self.weights_bytes,
+            });
+        }
         let empty = {
             let _guard = super::init_guard();
             self.config.config().init(device)
         };
-        Ok(load_bytes_with(empty, weights, self.precision)?)
+        let t = load_bytes_with(empty, weights, self.precision)?;
+        check_finite(&t)?;
+        Ok(t)
     }
 
     /// Checks that `weights` are the bytes this manifest describes.
@@ -188,6 +217,43 @@ pub(crate) fn parse_versioned<T: serde::de::DeserializeOwned>(
         }
     }
     serde_json::from_value(value).map_err(|e| WeightsError::Manifest(e.to_string()))
+}
+
+/// Refuses a module holding NaN or infinite parameters (a diverged run's weights).
+pub(crate) fn check_finite<M: burn::module::Module>(module: &M) -> Result<(), WeightsError> {
+    struct Count {
+        count: usize,
+        first: Option<String>,
+        index: usize,
+    }
+    impl burn::module::ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let values = param.val().into_data();
+            let bad = values.iter::<f32>().filter(|v| !v.is_finite()).count();
+            if bad > 0 && self.first.is_none() {
+                self.first = Some(format!(
+                    "parameter tensor #{} {:?}",
+                    self.index,
+                    values.shape()
+                ));
+            }
+            self.count += bad;
+            self.index += 1;
+        }
+    }
+    let mut visitor = Count {
+        count: 0,
+        first: None,
+        index: 0,
+    };
+    module.visit(&mut visitor);
+    match visitor.first {
+        None => Ok(()),
+        Some(tensor) => Err(WeightsError::NonFinite {
+            count: visitor.count,
+            tensor,
+        }),
+    }
 }
 
 /// Checks that `bytes` have the size and sha256 a manifest names.
