@@ -348,12 +348,6 @@ fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
             args.run.display()
         )
     })?;
-    if log.is_empty() {
-        anyhow::bail!(
-            "{}/log.jsonl has no steps yet: train first",
-            args.run.display()
-        );
-    }
     // The warm start's curves, when the run had one.
     let warm_path = args.run.join(ot3d_trainer::training::run::WARM_START_FILE);
     let warm = match std::fs::read(&warm_path) {
@@ -366,6 +360,12 @@ fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", warm_path.display())),
     };
+    if log.is_empty() && warm.is_none() {
+        anyhow::bail!(
+            "{}/log.jsonl has no steps yet: train first",
+            args.run.display()
+        );
+    }
     write_png(&args.out, &loss_figure(&log, warm.as_ref()))
 }
 

@@ -241,7 +241,8 @@ fn draw_line(image: &mut RgbImage, from: (i64, i64), to: (i64, i64), color: [u8;
 }
 
 /// A run's loss curves: the warm start's regression loss and f-only L_f when the run had
-/// them, then L_f, L_T and the transport cost per outer step, stacked.
+/// them, then L_f, L_T and the transport cost per outer step (when there are two or more),
+/// stacked.
 pub fn loss_figure(log: &[StepRecord], warm: Option<&WarmStartReport>) -> RgbImage {
     let steps: Vec<f64> = log.iter().map(|r| r.step as f64).collect();
     let index = |values: &[f64]| (1..=values.len()).map(|i| i as f64).collect::<Vec<_>>();
@@ -266,24 +267,27 @@ pub fn loss_figure(log: &[StepRecord], warm: Option<&WarmStartReport>) -> RgbIma
             ));
         }
     }
-    panels.push((
-        "L_f = mean f(T(x)) - mean f(y)",
-        steps.clone(),
-        log.iter().map(|r| r.l_f).collect(),
-        [120, 180, 255],
-    ));
-    panels.push((
-        "L_T = cost - mean f(T(x))",
-        steps.clone(),
-        log.iter().map(|r| r.l_t).collect(),
-        [255, 170, 90],
-    ));
-    panels.push((
-        "cost = mean |x - T(x)|^2 / D",
-        steps,
-        log.iter().map(|r| r.cost).collect(),
-        [120, 220, 140],
-    ));
+    // A run that is (so far) only its warm start: one NOT step makes no curve.
+    if panels.is_empty() || log.len() >= 2 {
+        panels.push((
+            "L_f = mean f(T(x)) - mean f(y)",
+            steps.clone(),
+            log.iter().map(|r| r.l_f).collect(),
+            [120, 180, 255],
+        ));
+        panels.push((
+            "L_T = cost - mean f(T(x))",
+            steps.clone(),
+            log.iter().map(|r| r.l_t).collect(),
+            [255, 170, 90],
+        ));
+        panels.push((
+            "cost = mean |x - T(x)|^2 / D",
+            steps,
+            log.iter().map(|r| r.cost).collect(),
+            [120, 220, 140],
+        ));
+    }
     let (width, height) = (900, 240);
     let mut image = RgbImage::filled(width, height * panels.len(), PANEL);
     for (i, (name, steps, values, color)) in panels.iter().enumerate() {
