@@ -196,3 +196,143 @@ fn sigkill_at_random_moments_loses_at_most_one_interval_and_resumes_exactly() {
     assert_eq!(losses(&run), losses(&clean), "the loss log differs");
     println!("20 kills ({kills_mid_training} during training); resumed exactly to step {end}");
 }
+
+/// Runs `script` with sh as root of its own user and mount namespaces (`unshare -rm`), so it
+/// can mount a small tmpfs without privileges and leave no mount behind.
+fn in_mount_namespace(script: &str, env: &[(&str, &Path)]) -> std::process::Output {
+    let mut command = Command::new("unshare");
+    command.args(["-rm", "sh", "-c", script]);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+        .output()
+        .expect("unshare (util-linux) runs: it makes the small disk these tests fill")
+}
+
+#[test]
+fn a_full_or_read_only_disk_is_a_clear_error_and_the_checkpoint_survives() {
+    let Some(data) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("run");
+    let out = tiny_train(&data, &source, 2).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = read_config(&source).unwrap();
+    let (step, weights) = latest(&source, &config.nets);
+    assert_eq!(step, 2);
+
+    let mount = work.path().join("disk");
+    let results = work.path().join("results");
+    std::fs::create_dir_all(&mount).unwrap();
+    std::fs::create_dir_all(&results).unwrap();
+    // A 2 MiB disk holding the run, then filled until ~12 KiB are left: room for the log
+    // lines of a few steps, not for a checkpoint. Then the same disk read-only.
+    let script = r#"
+        set -e
+        mount -t tmpfs -o size=2m tmpfs "$MNT"
+        cp -r "$SRC" "$MNT/run"
+        avail=$(df --output=avail -B1 "$MNT" | tail -1)
+        dd if=/dev/zero of="$MNT/filler" bs=4096 count=$(( (avail - 12288) / 4096 )) 2>/dev/null
+        set +e
+        "$OT3D" train --quiet --steps 8 --resume "$MNT/run" 2> "$OUT/full.stderr"
+        echo $? > "$OUT/full.code"
+        cp -r "$MNT/run" "$OUT/after-full"
+        mount -o remount,ro "$MNT"
+        "$OT3D" train --quiet --steps 8 --resume "$MNT/run" 2> "$OUT/ro.stderr"
+        echo $? > "$OUT/ro.code"
+        cp -r "$MNT/run" "$OUT/after-ro"
+    "#;
+    let ot3d = Path::new(env!("CARGO_BIN_EXE_ot3d"));
+    let out = in_mount_namespace(
+        script,
+        &[
+            ("MNT", &mount),
+            ("SRC", &source),
+            ("OUT", &results),
+            ("OT3D", ot3d),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "the test's script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |name: &str| std::fs::read_to_string(results.join(name)).unwrap();
+    for (case, hint) in [("full", "the disk is full"), ("ro", "not writable")] {
+        let code = read(&format!("{case}.code"));
+        let stderr = read(&format!("{case}.stderr"));
+        assert_ne!(code.trim(), "0", "{case}: training did not fail: {stderr}");
+        assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+        assert!(stderr.contains(hint), "{case}: no hint in {stderr}");
+        // The checkpoint from before is still the latest, readable, and unchanged.
+        let after = results.join(format!("after-{case}"));
+        assert_eq!(
+            latest(&after, &config.nets),
+            (step, weights.clone()),
+            "{case}"
+        );
+        println!("{case}: {}", stderr.trim());
+    }
+    // The full disk let training run until its first checkpoint write failed.
+    let full = read("full.stderr");
+    assert!(
+        full.contains("cannot write the checkpoint of step 4") && full.contains("is intact"),
+        "{full}"
+    );
+}
+
+#[test]
+fn a_checkpoint_with_nan_weights_is_refused_on_resume() {
+    let Some(data) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let run = work.path().join("run");
+    let out = tiny_train(&data, &run, 2).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Replace T's weights in the latest checkpoint by the same network holding a NaN.
+    let config = read_config(&run).unwrap();
+    let device = Device::flex();
+    let (t, _, _) = load_latest_nets(&run, &config.nets, &device).unwrap();
+    let broken = t.map(&mut Poison);
+    let latest_name = std::fs::read_to_string(run.join("checkpoints/LATEST")).unwrap();
+    let path = run
+        .join("checkpoints")
+        .join(latest_name.trim())
+        .join("t.bpk");
+    std::fs::write(
+        &path,
+        ot3d_models::nets::burnpack::to_bytes(&broken).unwrap(),
+    )
+    .unwrap();
+
+    let out = resume(&run, 4).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("non-finite") && stderr.contains("t.bpk") && stderr.contains("LATEST"),
+        "{stderr}"
+    );
+}
+
+/// Sets the first value of every float parameter to NaN.
+struct Poison;
+
+impl burn::module::ModuleMapper for Poison {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|w| {
+            let mut values = w.to_data().try_to_vec::<f32>().unwrap();
+            values[0] = f32::NAN;
+            Tensor::from_data(
+                burn::tensor::TensorData::new(values, w.shape()),
+                &w.device(),
+            )
+        })
+    }
+}

@@ -220,7 +220,7 @@ pub(crate) fn parse_versioned<T: serde::de::DeserializeOwned>(
 }
 
 /// Refuses a module holding NaN or infinite parameters (a diverged run's weights).
-pub(crate) fn check_finite<M: burn::module::Module>(module: &M) -> Result<(), WeightsError> {
+pub fn check_finite<M: burn::module::Module>(module: &M) -> Result<(), WeightsError> {
     struct Count {
         count: usize,
         first: Option<String>,

@@ -8,6 +8,7 @@ use crate::atomic_file::write_atomic;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Bytes, Device};
 use ot3d_models::nets::burnpack::{self, BurnpackError};
+use ot3d_models::nets::weights::check_finite;
 use ot3d_models::nets::{Potential, TransportMap};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -28,6 +29,13 @@ pub enum CheckpointError {
     Weights {
         path: PathBuf,
         problem: BurnpackError,
+    },
+    #[error(
+        "{path}: {problem}. This checkpoint is corrupt or comes from a diverged run: write the name of the previous step-… directory beside it into checkpoints/LATEST to resume from there, or start a new run"
+    )]
+    NonFinite {
+        path: PathBuf,
+        problem: ot3d_models::nets::weights::WeightsError,
     },
     #[error("{path}: cannot read optimizer state: {message}")]
     Optimizer { path: PathBuf, message: String },
@@ -179,11 +187,17 @@ pub fn load_latest(
             .map_err(io(&path))
     };
     let (path, bytes) = read("t.bpk")?;
-    let t = burnpack::load_bytes(t, &bytes)
-        .map_err(|problem| CheckpointError::Weights { path, problem })?;
+    let t = burnpack::load_bytes(t, &bytes).map_err(|problem| CheckpointError::Weights {
+        path: path.clone(),
+        problem,
+    })?;
+    check_finite(&t).map_err(|problem| CheckpointError::NonFinite { path, problem })?;
     let (path, bytes) = read("f.bpk")?;
-    let f = burnpack::load_bytes(f, &bytes)
-        .map_err(|problem| CheckpointError::Weights { path, problem })?;
+    let f = burnpack::load_bytes(f, &bytes).map_err(|problem| CheckpointError::Weights {
+        path: path.clone(),
+        problem,
+    })?;
+    check_finite(&f).map_err(|problem| CheckpointError::NonFinite { path, problem })?;
     let optimizer = |file: &str, opt: ModuleOptimizer| {
         let (path, bytes) = read(file)?;
         opt.from_bytes(Bytes::from_bytes_vec(bytes))

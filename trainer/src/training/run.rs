@@ -61,13 +61,25 @@ pub enum TrainError {
         theirs: String,
         ours: String,
     },
-    #[error("{path}: {error}")]
+    #[error("{path}: {error}{}", storage_hint(error))]
     Io {
         path: PathBuf,
         error: std::io::Error,
     },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(
+        "cannot write the checkpoint of step {step}: {cause}{}. {}",
+        match cause { CheckpointError::Io { error, .. } => storage_hint(error), _ => "" },
+        match kept { Some(dir) => format!("The last complete checkpoint, {}, is intact: resume from it with `ot3d train --resume {}` once the disk has room.", dir.display(), run.display()), None => "No earlier checkpoint exists.".to_string() }
+    )]
+    CheckpointWrite {
+        step: u64,
+        run: PathBuf,
+        // Not named `source`: the message already shows it, once.
+        cause: CheckpointError,
+        kept: Option<PathBuf>,
+    },
     #[error(
         "training diverged at step {step}: {what} = {value} (bound ±{bound}); stopped without saving these weights. {}",
         match checkpoint { Some(dir) => format!("The last good checkpoint is {}: start a new run from it with lower learning rates (ot3d train --init-from RUN --lr-t … --lr-f …).", dir.display()), None => "No checkpoint was written yet; lower the learning rates and start again.".to_string() }
@@ -79,6 +91,32 @@ pub enum TrainError {
         bound: f64,
         checkpoint: Option<PathBuf>,
     },
+}
+
+/// What to do about a full or read-only disk, for error messages.
+fn storage_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            " (the disk is full: free some space or pick a --run directory on another disk)"
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+            " (the run directory is not writable: pick a writable --run directory)"
+        }
+        _ => "",
+    }
+}
+
+/// Writes a checkpoint; on failure names the checkpoint that is still in charge.
+fn save_checkpoint(run: &Path, state: &Checkpoint) -> Result<(), TrainError> {
+    match checkpoint::save(run, state) {
+        Ok(_) => Ok(()),
+        Err(cause) => Err(TrainError::CheckpointWrite {
+            step: state.state.step,
+            run: run.to_path_buf(),
+            cause,
+            kept: checkpoint::latest_dir(run).ok().filter(|d| d.exists()),
+        }),
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -253,7 +291,7 @@ pub fn train(
         let json = serde_json::to_string_pretty(&report).expect("report serializes");
         write_atomic(&path, json.as_bytes()).map_err(io(&path))?;
         // A checkpoint at step 0, so a crash during NOT resumes after the warm start.
-        checkpoint::save(run, &state)?;
+        save_checkpoint(run, &state)?;
         bar.set_length(config.steps);
     }
     bar.set_position(state.state.step);
@@ -337,7 +375,7 @@ pub fn train(
 
         let interrupted = stop.load(Ordering::SeqCst);
         if step % config.checkpoint_every == 0 || step == config.steps || interrupted {
-            checkpoint::save(run, &state)?;
+            save_checkpoint(run, &state)?;
         }
         if interrupted {
             bar.abandon_with_message(format!("interrupted; checkpoint of step {step} saved"));
@@ -348,4 +386,45 @@ pub fn train(
     Ok(Finish::Completed {
         step: state.state.step,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::config::NetsConfig;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn a_nan_or_infinite_value_in_a_batch_trips_the_divergence_guard() {
+        let device = Device::flex().autodiff();
+        let nets = NetsConfig {
+            t_width: 2,
+            t_depth: 1,
+            f_width: 2,
+            f_stages: 1,
+            t_noise_channels: 0,
+        };
+        let config = TrainConfig::reference(PathBuf::from("unused"));
+        let run = tempfile::tempdir().unwrap();
+        for bad in [f32::NAN, f32::INFINITY] {
+            let (t, f) = (nets.transport().init(&device), nets.potential().init(&device));
+            let shape = [2, 3, 16, 16, 16];
+            let mut values = vec![0.5f32; shape.iter().product()];
+            values[1234] = bad;
+            let batch = |v: Vec<f32>| Tensor::<5>::from_data(TensorData::new(v, shape), &device);
+            let (x, y) = (batch(values.clone()), batch(vec![0.0; values.len()]));
+            // Both updates see it: the f-step through T(x), the T-step through the cost.
+            let (f, l_f) = f_step(&t, f, &mut adam(&config), 1e-4, x.clone(), y, None);
+            let f_fixed = f.no_grad();
+            let (_, l_t, _) = t_step(t, &f_fixed, &mut adam(&config), 1e-4, x);
+            for (what, value) in [("L_f", l_f), ("L_T", l_t)] {
+                let err = check(7, what, value, &config, run.path()).unwrap_err();
+                assert!(
+                    matches!(err, TrainError::Diverged { step: 7, .. }),
+                    "{bad} in the batch: {err}"
+                );
+                assert!(err.to_string().contains(what), "{err}");
+            }
+        }
+    }
 }
