@@ -121,3 +121,66 @@ fn not_hdf5_at_all() {
     let err = load_split(&dir.path().join("absent.h5"), Split::Train).unwrap_err();
     assert!(matches!(err, KaggleH5Error::Open { .. }), "{err}");
 }
+
+#[test]
+fn a_truncated_or_damaged_file_is_an_error_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.h5");
+    python(WRITE_GOOD, &good);
+    let bytes = std::fs::read(&good).unwrap();
+    let path = dir.path().join("cut.h5");
+    let original = |split| {
+        let set = load_split(&good, split).unwrap();
+        (
+            set.labels.clone(),
+            (0..set.len())
+                .map(|i| set.vector(i).to_vec())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (mut refused, mut cases) = (0, 0);
+    // Cut at 40 places across the file, and damage 40 single bytes.
+    for k in 1..=80usize {
+        let mut damaged = bytes.clone();
+        if k <= 40 {
+            damaged.truncate(bytes.len() * k / 41);
+        } else {
+            let at = (k - 40) * bytes.len() / 41;
+            damaged[at] ^= 0xA5;
+        }
+        std::fs::write(&path, &damaged).unwrap();
+        for split in [Split::Train, Split::Test] {
+            cases += 1;
+            let result = std::panic::catch_unwind(|| load_split(&path, split));
+            match result {
+                Err(_) => panic!("case {k} {split:?}: the reader panicked"),
+                Ok(Err(e)) => {
+                    refused += 1;
+                    assert!(!e.to_string().is_empty());
+                }
+                // A cut past the split's data, or a byte in unused space or in a value, can
+                // leave the split readable: then it is the original (a cut) or passed the
+                // reader's checks (finite values, labels 0-9).
+                Ok(Ok(set)) => {
+                    if k <= 40 {
+                        let read = (
+                            set.labels.clone(),
+                            (0..set.len())
+                                .map(|i| set.vector(i).to_vec())
+                                .collect::<Vec<_>>(),
+                        );
+                        assert!(
+                            read == original(split),
+                            "case {k} {split:?}: cut file read wrong"
+                        );
+                    }
+                    assert!(set.len() > 0);
+                }
+            }
+        }
+    }
+    assert!(
+        refused >= 60,
+        "only {refused} of {cases} damaged files refused"
+    );
+}

@@ -228,4 +228,42 @@ mod tests {
             Err(DrawingError::TooManyPoints(MAX_POINTS + 1))
         );
     }
+
+    #[test]
+    fn random_drawings_of_any_size_are_accepted_or_refused_cleanly() {
+        // 400 drawings: up to MAX_STROKES + 2 strokes, up to 40 points each, coordinates
+        // up to 70 (some off the pad). Each gives an MNIST-sized image with ink, or a typed
+        // error, never a panic.
+        let mut rng = ot3d_models::rng::SeedRng::new(5);
+        let (mut ok, mut refused) = (0, 0);
+        for _ in 0..400 {
+            // One drawing in ten may leave the pad.
+            let limit = if rng.below(10) == 0 {
+                71
+            } else {
+                u64::from(MAX_COORD) + 1
+            };
+            let strokes: Vec<Stroke> = (0..rng.below(MAX_STROKES as u64 + 3))
+                .map(|_| {
+                    (0..rng.below(40))
+                        .map(|_| (rng.below(limit) as u8, rng.below(limit) as u8))
+                        .collect()
+                })
+                .collect();
+            match std::panic::catch_unwind(|| rasterize(&strokes)) {
+                Err(_) => panic!("rasterize panicked on {strokes:?}"),
+                Ok(Ok(pixels)) => {
+                    assert!(pixels.iter().any(|&v| v > 0), "no ink from {strokes:?}");
+                    assert_eq!(validate(&strokes), Ok(()));
+                    ok += 1;
+                }
+                Ok(Err(e)) => {
+                    assert_eq!(validate(&strokes), Err(e.clone()));
+                    assert!(!e.to_string().is_empty());
+                    refused += 1;
+                }
+            }
+        }
+        assert!(ok > 200 && refused > 20, "{ok} accepted, {refused} refused");
+    }
 }

@@ -407,7 +407,10 @@ mod tests {
         let config = TrainConfig::reference(PathBuf::from("unused"));
         let run = tempfile::tempdir().unwrap();
         for bad in [f32::NAN, f32::INFINITY] {
-            let (t, f) = (nets.transport().init(&device), nets.potential().init(&device));
+            let (t, f) = (
+                nets.transport().init(&device),
+                nets.potential().init(&device),
+            );
             let shape = [2, 3, 16, 16, 16];
             let mut values = vec![0.5f32; shape.iter().product()];
             values[1234] = bad;
