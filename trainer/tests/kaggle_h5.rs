@@ -174,7 +174,7 @@ fn a_truncated_or_damaged_file_is_an_error_never_a_panic() {
                             "case {k} {split:?}: cut file read wrong"
                         );
                     }
-                    assert!(set.len() > 0);
+                    assert!(!set.is_empty());
                 }
             }
         }

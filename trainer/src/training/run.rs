@@ -70,14 +70,14 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error(
         "cannot write the checkpoint of step {step}: {cause}{}. {}",
-        match cause { CheckpointError::Io { error, .. } => storage_hint(error), _ => "" },
+        match cause.as_ref() { CheckpointError::Io { error, .. } => storage_hint(error), _ => "" },
         match kept { Some(dir) => format!("The last complete checkpoint, {}, is intact: resume from it with `ot3d train --resume {}` once the disk has room.", dir.display(), run.display()), None => "No earlier checkpoint exists.".to_string() }
     )]
     CheckpointWrite {
         step: u64,
         run: PathBuf,
         // Not named `source`: the message already shows it, once.
-        cause: CheckpointError,
+        cause: Box<CheckpointError>,
         kept: Option<PathBuf>,
     },
     #[error(
@@ -113,7 +113,7 @@ fn save_checkpoint(run: &Path, state: &Checkpoint) -> Result<(), TrainError> {
         Err(cause) => Err(TrainError::CheckpointWrite {
             step: state.state.step,
             run: run.to_path_buf(),
-            cause,
+            cause: Box::new(cause),
             kept: checkpoint::latest_dir(run).ok().filter(|d| d.exists()),
         }),
     }
