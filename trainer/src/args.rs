@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ot3d_models::mnist::Split;
 use ot3d_models::voxel::{Coloring, DigitColor, Flavor, KaggleStyleConfig, VoxelConfig};
 use ot3d_trainer::mnist_dir::DEFAULT_MNIST_DIR;
-use ot3d_trainer::training::config::{DataSource, NetsConfig, TrainConfig, WarmStart, WeakCost};
+use ot3d_trainer::training::config::{DataSource, Preset, TrainConfig, WarmStart, WeakCost};
 use std::path::PathBuf;
 
 /// Neural Optimal Transport on colored 3D MNIST digits.
@@ -476,36 +476,42 @@ pub struct TrainArgs {
     target: u8,
     #[command(flatten)]
     voxel: VoxelArgs,
-    /// Outer steps (one f-step and --t-steps T-steps each).
+    /// The recipe every setting below starts from; a flag given overrides its setting.
+    /// cpu-3to5: the shipped map's (width 8, batch 32, 600 warm-start regression steps on
+    /// exact OT pairs, one NOT step; ~10 min on 2 cores). gpu-3to5: the NOT reference
+    /// (width 16, batch 64, K_T 10, 10,000 outer steps) for GPU servers.
+    #[arg(long, value_enum, default_value = "cpu-3to5")]
+    pub preset: PresetArg,
+    /// Outer steps, one f-step and --t-steps T-steps each [default: the preset's].
     #[arg(long)]
     pub steps: Option<u64>,
-    /// T-steps per outer step (K_T).
-    #[arg(long, default_value_t = 10)]
-    t_steps: u32,
-    /// Digits per batch.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Adam learning rate of T.
-    #[arg(long, default_value_t = 1e-4)]
-    lr_t: f64,
-    /// Adam learning rate of f.
-    #[arg(long, default_value_t = 1e-4)]
-    lr_f: f64,
-    /// Channels of T at full resolution.
-    #[arg(long, default_value_t = 16)]
-    t_width: usize,
-    /// Levels of T's UNet below full resolution (1-3).
-    #[arg(long, default_value_t = 2)]
-    t_depth: usize,
-    /// Channels of f's first stage.
-    #[arg(long, default_value_t = 16)]
-    f_width: usize,
-    /// Pooling stages of f (1-4).
-    #[arg(long, default_value_t = 3)]
-    f_stages: usize,
-    /// Checkpoint every this many outer steps (and at the end).
-    #[arg(long, default_value_t = 100)]
-    checkpoint_every: u64,
+    /// T-steps per outer step (K_T) [default: the preset's].
+    #[arg(long)]
+    t_steps: Option<u32>,
+    /// Digits per batch [default: the preset's].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam learning rate of T [default: the preset's].
+    #[arg(long)]
+    lr_t: Option<f64>,
+    /// Adam learning rate of f [default: the preset's].
+    #[arg(long)]
+    lr_f: Option<f64>,
+    /// Channels of T at full resolution [default: the preset's].
+    #[arg(long)]
+    t_width: Option<usize>,
+    /// Levels of T's UNet below full resolution, 1-3 [default: the preset's].
+    #[arg(long)]
+    t_depth: Option<usize>,
+    /// Channels of f's first stage [default: the preset's].
+    #[arg(long)]
+    f_width: Option<usize>,
+    /// Pooling stages of f, 1-4 [default: the preset's].
+    #[arg(long)]
+    f_stages: Option<usize>,
+    /// Checkpoint every this many outer steps, and at the end [default: the preset's].
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
     /// Stop as diverged when a loss's magnitude exceeds this.
     #[arg(long, default_value_t = 1e6)]
     max_abs_loss: f64,
@@ -529,25 +535,26 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.1, requires = "weak_gamma")]
     noise_std: f32,
     /// Warm start: regress T onto exact discrete-OT pairs of training digits for this many
-    /// steps before NOT begins (0: off).
-    #[arg(long, default_value_t = 0)]
-    warm_start_steps: u64,
-    /// Warm start: source and target training digits paired per color (exact assignment).
-    #[arg(long, default_value_t = 1024)]
-    warm_start_pairs: usize,
-    /// Warm start: Adam learning rate of the regression.
-    #[arg(long, default_value_t = 1e-3)]
-    warm_start_lr: f64,
+    /// steps before NOT begins; 0 turns it off [default: the preset's].
+    #[arg(long)]
+    warm_start_steps: Option<u64>,
+    /// Warm start: source and target training digits paired per color (exact assignment)
+    /// [default: the preset's, else 1024].
+    #[arg(long)]
+    warm_start_pairs: Option<usize>,
+    /// Warm start: Adam learning rate of the regression [default: the preset's, else 1e-3].
+    #[arg(long)]
+    warm_start_lr: Option<f64>,
     /// Warm start: f-only steps after the regression (T fixed), so NOT begins with a
-    /// potential that already tells T(x) from real targets.
-    #[arg(long, default_value_t = 0)]
-    warm_start_f_steps: u64,
-    /// Adam β1 of both networks (0 is common for such min-max games).
-    #[arg(long, default_value_t = 0.9)]
-    beta_1: f32,
-    /// Adam β2 of both networks.
-    #[arg(long, default_value_t = 0.999)]
-    beta_2: f32,
+    /// potential that already tells T(x) from real targets [default: 0].
+    #[arg(long)]
+    warm_start_f_steps: Option<u64>,
+    /// Adam β1 of both networks (0 is common for such min-max games) [default: the preset's].
+    #[arg(long)]
+    beta_1: Option<f32>,
+    /// Adam β2 of both networks [default: the preset's].
+    #[arg(long)]
+    beta_2: Option<f32>,
     /// Where to compute.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
@@ -556,50 +563,78 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// Default outer steps of a new run (the reference trains far longer; see the README).
-const DEFAULT_STEPS: u64 = 1000;
+/// `ot3d train --preset`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PresetArg {
+    #[value(name = "cpu-3to5")]
+    Cpu3to5,
+    #[value(name = "gpu-3to5")]
+    Gpu3to5,
+}
+
+impl PresetArg {
+    pub fn preset(self) -> Preset {
+        match self {
+            PresetArg::Cpu3to5 => Preset::Cpu3to5,
+            PresetArg::Gpu3to5 => Preset::Gpu3to5,
+        }
+    }
+}
 
 impl TrainArgs {
-    /// The config of a new run from these arguments.
+    /// The config of a new run: the preset's, with every flag given on top.
     pub fn config(&self) -> Result<TrainConfig> {
-        let config = TrainConfig {
-            source: self.source,
-            target: self.target,
-            data: self.voxel.data_source()?,
-            nets: NetsConfig {
-                t_width: self.t_width,
-                t_depth: self.t_depth,
-                f_width: self.f_width,
-                f_stages: self.f_stages,
-                t_noise_channels: if self.weak_gamma.is_some() {
-                    self.noise_channels
-                } else {
-                    0
-                },
-            },
-            steps: self.steps.unwrap_or(DEFAULT_STEPS),
-            t_steps: self.t_steps,
-            batch_size: self.batch_size,
-            lr_t: self.lr_t,
-            lr_f: self.lr_f,
-            beta_1: self.beta_1,
-            beta_2: self.beta_2,
-            checkpoint_every: self.checkpoint_every,
-            max_abs_loss: self.max_abs_loss,
-            seed: self.seed,
-            weak: self.weak_gamma.map(|gamma| WeakCost {
-                gamma,
-                gamma_ramp_steps: self.gamma_ramp_steps,
-                draws: self.noise_draws,
-                noise_std: self.noise_std,
-            }),
-            warm_start: (self.warm_start_steps > 0).then_some(WarmStart {
-                pairs_per_color: self.warm_start_pairs,
-                steps: self.warm_start_steps,
-                lr: self.warm_start_lr,
-                f_steps: self.warm_start_f_steps,
-            }),
+        let mut config = TrainConfig::preset(self.preset.preset(), Default::default());
+        config.source = self.source;
+        config.target = self.target;
+        config.data = self.voxel.data_source()?;
+        let set = |target: &mut usize, value: Option<usize>| {
+            if let Some(v) = value {
+                *target = v;
+            }
         };
+        set(&mut config.nets.t_width, self.t_width);
+        set(&mut config.nets.t_depth, self.t_depth);
+        set(&mut config.nets.f_width, self.f_width);
+        set(&mut config.nets.f_stages, self.f_stages);
+        set(&mut config.batch_size, self.batch_size);
+        config.steps = self.steps.unwrap_or(config.steps);
+        config.t_steps = self.t_steps.unwrap_or(config.t_steps);
+        config.lr_t = self.lr_t.unwrap_or(config.lr_t);
+        config.lr_f = self.lr_f.unwrap_or(config.lr_f);
+        config.beta_1 = self.beta_1.unwrap_or(config.beta_1);
+        config.beta_2 = self.beta_2.unwrap_or(config.beta_2);
+        config.checkpoint_every = self.checkpoint_every.unwrap_or(config.checkpoint_every);
+        config.max_abs_loss = self.max_abs_loss;
+        config.seed = self.seed;
+        config.nets.t_noise_channels = if self.weak_gamma.is_some() {
+            self.noise_channels
+        } else {
+            0
+        };
+        config.weak = self.weak_gamma.map(|gamma| WeakCost {
+            gamma,
+            gamma_ramp_steps: self.gamma_ramp_steps,
+            draws: self.noise_draws,
+            noise_std: self.noise_std,
+        });
+        // The warm start: the preset's, changed or switched on/off by the flags given.
+        let preset_warm = config.warm_start.clone();
+        let steps = self
+            .warm_start_steps
+            .unwrap_or(preset_warm.as_ref().map_or(0, |w| w.steps));
+        config.warm_start = (steps > 0).then(|| WarmStart {
+            steps,
+            pairs_per_color: self
+                .warm_start_pairs
+                .unwrap_or(preset_warm.as_ref().map_or(1024, |w| w.pairs_per_color)),
+            lr: self
+                .warm_start_lr
+                .unwrap_or(preset_warm.as_ref().map_or(1e-3, |w| w.lr)),
+            f_steps: self
+                .warm_start_f_steps
+                .unwrap_or(preset_warm.as_ref().map_or(0, |w| w.f_steps)),
+        });
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;

@@ -220,8 +220,91 @@ fn dry_run_shows_the_weak_cost_and_a_noise_input_for_t() {
             .find_map(|w| w.parse().ok())
             .unwrap()
     };
-    // Two more input channels into T's first 3³ conv of width 16: 2·16·27 weights.
-    assert_eq!(t_params(&weak) - t_params(&strong), 2 * 16 * 27);
+    // Two more input channels into T's first 3³ conv (width 8 in the default preset).
+    assert_eq!(t_params(&weak) - t_params(&strong), 2 * 8 * 27);
+}
+
+/// The config `ot3d train --dry-run ARGS` prints.
+fn dry_run_config(args: &[&str]) -> serde_json::Value {
+    let out = ot3d(&[&["train", "--dry-run"], args].concat());
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = &stdout[..stdout
+        .find("\nT (")
+        .expect("parameter counts after the config")];
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
+    let Some(dir) = mnist_dir() else { return };
+    let dir = dir.to_str().unwrap();
+    // No flags: the cpu-3to5 preset, exactly the shipped map's training config.
+    let mut default = dry_run_config(&["--data-dir", dir]);
+    let shipped: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../models/pretrained/three-to-five/train_config.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    default["data"]["dir"] = shipped["data"]["dir"].clone();
+    assert_eq!(default, shipped);
+
+    // The GPU preset is the NOT reference; a flag given changes only its own setting.
+    let gpu = dry_run_config(&[
+        "--data-dir",
+        dir,
+        "--preset",
+        "gpu-3to5",
+        "--batch-size",
+        "16",
+    ]);
+    assert_eq!(
+        (
+            &gpu["nets"]["t_width"],
+            &gpu["t_steps"],
+            &gpu["steps"],
+            &gpu["batch_size"]
+        ),
+        (&16.into(), &10.into(), &10000.into(), &16.into())
+    );
+    assert!(gpu["warm_start"].is_null());
+    let gpu_warm = dry_run_config(&[
+        "--data-dir",
+        dir,
+        "--preset",
+        "gpu-3to5",
+        "--warm-start-steps",
+        "50",
+    ]);
+    assert_eq!(gpu_warm["warm_start"]["steps"], 50);
+    assert_eq!(gpu_warm["warm_start"]["pairs_per_color"], 1024);
+    // The CPU preset's warm start, changed and switched off.
+    let cpu = dry_run_config(&[
+        "--data-dir",
+        dir,
+        "--warm-start-lr",
+        "0.01",
+        "--t-width",
+        "4",
+    ]);
+    assert_eq!(
+        (
+            &cpu["warm_start"]["lr"],
+            &cpu["warm_start"]["steps"],
+            &cpu["nets"]["t_width"]
+        ),
+        (&0.01.into(), &600.into(), &4.into())
+    );
+    let off = dry_run_config(&["--data-dir", dir, "--warm-start-steps", "0"]);
+    assert!(off["warm_start"].is_null());
+    let err = stderr(&ot3d(&["train", "--dry-run", "--preset", "tpu"]));
+    assert!(
+        err.contains("cpu-3to5") && err.contains("gpu-3to5"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -239,6 +322,8 @@ fn ctrl_c_stops_training_cleanly_with_a_checkpoint() {
             "2",
             "--t-steps",
             "1",
+            "--warm-start-steps",
+            "0",
         ])
         .args([
             "--t-width",

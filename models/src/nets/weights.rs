@@ -178,13 +178,19 @@ impl Manifest {
                 declared: self.weights_bytes,
             });
         }
-        let empty = {
+        let empty = |device: &Device| {
             let _guard = super::init_guard();
-            self.config.config().init(device)
+            config.init(device)
         };
-        let t = load_bytes_with(empty, weights, self.precision)?;
-        check_finite(&t)?;
-        Ok(t)
+        // Values are checked on the CPU: a browser cannot read a GPU tensor back
+        // synchronously, and a few hundred KB load twice in a blink.
+        let cpu = Device::flex();
+        let on_cpu = load_bytes_with(empty(&cpu), weights, self.precision)?;
+        check_finite(&on_cpu)?;
+        if *device == cpu {
+            return Ok(on_cpu);
+        }
+        Ok(load_bytes_with(empty(device), weights, self.precision)?)
     }
 
     /// Checks that `weights` are the bytes this manifest describes.

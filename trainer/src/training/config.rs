@@ -166,7 +166,53 @@ pub struct TrainConfig {
     pub warm_start: Option<WarmStart>,
 }
 
+/// Named training recipes (`ot3d train --preset`); every flag given overrides its setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// The shipped 3 → 5 map's recipe for a 2-core CPU (~9-12 min): width-8 nets, batch
+    /// 32, T regressed for 600 steps onto exact OT pairs of 256 train digits per color and
+    /// class (Adam 2e-3), then one NOT step.
+    Cpu3to5,
+    /// The NOT reference recipe for GPU servers: width-16 nets, batch 64, K_T = 10,
+    /// 10,000 outer steps, Adam 1e-4.
+    Gpu3to5,
+}
+
+impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Cpu3to5 => "cpu-3to5",
+            Preset::Gpu3to5 => "gpu-3to5",
+        }
+    }
+}
+
 impl TrainConfig {
+    /// The settings of `preset` on plain MNIST digits 3 → 5 read from `mnist_dir`.
+    pub fn preset(preset: Preset, mnist_dir: PathBuf) -> Self {
+        let reference = Self::reference(mnist_dir);
+        match preset {
+            Preset::Gpu3to5 => reference,
+            Preset::Cpu3to5 => Self {
+                nets: NetsConfig {
+                    t_width: 8,
+                    f_width: 8,
+                    ..NetsConfig::default()
+                },
+                steps: 1,
+                t_steps: 1,
+                batch_size: 32,
+                warm_start: Some(WarmStart {
+                    pairs_per_color: 256,
+                    steps: 600,
+                    lr: 2e-3,
+                    f_steps: 0,
+                }),
+                ..reference
+            },
+        }
+    }
+
     /// The reference settings on plain MNIST digits 3 → 5.
     pub fn reference(mnist_dir: PathBuf) -> Self {
         Self {
