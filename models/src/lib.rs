@@ -19,4 +19,5 @@ pub mod mnist;
 pub mod nets;
 pub mod render;
 pub mod rng;
+pub mod stats;
 pub mod voxel;

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::nets::flops::{f_step_flops, t_step_flops};
 use ot3d_models::nets::parameter_count;
 use ot3d_models::rng::SeedRng;
+use ot3d_models::stats::median;
 use ot3d_models::voxel::GRID;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -44,17 +45,6 @@ pub struct StepsRow {
     pub t_step_flops: u64,
     pub f_step_flops: u64,
     pub peak_rss_bytes: Option<u64>,
-}
-
-/// The middle value (the mean of the two middle ones for an even count); NaN when empty.
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
 
 /// The process's peak resident memory so far (Linux VmHWM), if the system reports it.
@@ -169,13 +159,6 @@ pub fn measure_sgemm(size: usize, reps: usize, device: &Device) -> SgemmRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(&[]).is_nan());
-    }
 
     #[test]
     fn a_tiny_row_times_every_step_and_counts_flops() {

@@ -5,6 +5,7 @@
 use crate::shell::{cargo, output, run, step};
 use crate::wasm_pkg::target_dir;
 use anyhow::{Context, Result, bail};
+use ot3d_models::stats::median;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,16 +109,6 @@ fn numbers(value: &Value, key: &str) -> Vec<f64> {
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())
         .unwrap_or_default()
-}
-
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }
 
 /// One framework's figures for a row, merged over the rounds.
