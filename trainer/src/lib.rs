@@ -8,6 +8,7 @@ pub mod digits;
 pub mod eval;
 pub mod export;
 pub mod kaggle_h5;
+pub mod linalg;
 pub mod mapping;
 pub mod mnist_dir;
 pub mod npy;

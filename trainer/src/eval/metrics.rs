@@ -2,6 +2,7 @@
 //! dominant color, Fréchet distance of feature sets, exact assignment (Hungarian), mean
 //! pairwise distance.
 
+use crate::linalg::{matmul, sqrt_psd, symmetric_eigen, symmetrize};
 use ot3d_models::voxel::{DigitColor, GRID_LEN};
 
 /// A voxel counts as occupied when its brightest channel reaches this.
@@ -70,91 +71,6 @@ pub fn mean_and_covariance(features: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>)
     (mean, cov)
 }
 
-/// Eigenvalues and eigenvectors (columns of the returned row-major matrix) of a symmetric
-/// `dim × dim` matrix, by cyclic Jacobi rotations.
-pub fn symmetric_eigen(matrix: &[f64], dim: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut a = matrix.to_vec();
-    let mut v = vec![0.0f64; dim * dim];
-    (0..dim).for_each(|i| v[i * dim + i] = 1.0);
-    let scale: f64 = a
-        .iter()
-        .map(|x| x * x)
-        .sum::<f64>()
-        .sqrt()
-        .max(f64::MIN_POSITIVE);
-    for _sweep in 0..100 {
-        let off: f64 = (0..dim)
-            .flat_map(|i| (0..dim).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * dim + j] * a[i * dim + j])
-            .sum::<f64>()
-            .sqrt();
-        if off <= 1e-14 * scale {
-            break;
-        }
-        for p in 0..dim {
-            for q in p + 1..dim {
-                let apq = a[p * dim + q];
-                if apq.abs() <= 1e-300 {
-                    continue;
-                }
-                let theta = (a[q * dim + q] - a[p * dim + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..dim {
-                    let (akp, akq) = (a[k * dim + p], a[k * dim + q]);
-                    a[k * dim + p] = c * akp - s * akq;
-                    a[k * dim + q] = s * akp + c * akq;
-                }
-                for k in 0..dim {
-                    let (apk, aqk) = (a[p * dim + k], a[q * dim + k]);
-                    a[p * dim + k] = c * apk - s * aqk;
-                    a[q * dim + k] = s * apk + c * aqk;
-                }
-                for k in 0..dim {
-                    let (vkp, vkq) = (v[k * dim + p], v[k * dim + q]);
-                    v[k * dim + p] = c * vkp - s * vkq;
-                    v[k * dim + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..dim).map(|i| a[i * dim + i]).collect(), v)
-}
-
-fn matmul(a: &[f64], b: &[f64], dim: usize) -> Vec<f64> {
-    let mut out = vec![0.0f64; dim * dim];
-    for i in 0..dim {
-        for k in 0..dim {
-            let aik = a[i * dim + k];
-            if aik == 0.0 {
-                continue;
-            }
-            for j in 0..dim {
-                out[i * dim + j] += aik * b[k * dim + j];
-            }
-        }
-    }
-    out
-}
-
-/// Square root of a symmetric positive semi-definite matrix (negative eigenvalues from
-/// rounding are taken as 0).
-fn sqrt_psd(matrix: &[f64], dim: usize) -> Vec<f64> {
-    let (values, vectors) = symmetric_eigen(matrix, dim);
-    let mut out = vec![0.0f64; dim * dim];
-    for (k, &lambda) in values.iter().enumerate() {
-        let root = lambda.max(0.0).sqrt();
-        for i in 0..dim {
-            for j in 0..dim {
-                out[i * dim + j] += root * vectors[i * dim + k] * vectors[j * dim + k];
-            }
-        }
-    }
-    out
-}
-
 /// Fréchet distance between Gaussians fitted to two feature sets (rows of length `dim`):
 /// `‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁^½ Σ₂ Σ₁^½)^½`.
 pub fn frechet_distance(a: &[f32], b: &[f32], dim: usize) -> f64 {
@@ -169,13 +85,7 @@ pub fn frechet_distance(a: &[f32], b: &[f32], dim: usize) -> f64 {
     let root_a = sqrt_psd(&cov_a, dim);
     let middle = matmul(&matmul(&root_a, &cov_b, dim), &root_a, dim);
     // Symmetrize away rounding before the eigen-decomposition.
-    let middle: Vec<f64> = (0..dim * dim)
-        .map(|k| {
-            let (i, j) = (k / dim, k % dim);
-            0.5 * (middle[i * dim + j] + middle[j * dim + i])
-        })
-        .collect();
-    let (values, _) = symmetric_eigen(&middle, dim);
+    let (values, _) = symmetric_eigen(&symmetrize(&middle, dim), dim);
     let cross: f64 = values.iter().map(|v| v.max(0.0).sqrt()).sum();
     (mean_term + trace(&cov_a) + trace(&cov_b) - 2.0 * cross).max(0.0)
 }
@@ -317,23 +227,6 @@ mod tests {
         let y: Vec<f32> = (0..20_000).map(|_| 2.0 * rng.normal() as f32).collect();
         let d = frechet_distance(&x, &y, 1);
         assert!((d - 1.0).abs() < 0.08, "{d}");
-    }
-
-    #[test]
-    fn eigen_decomposition_rebuilds_the_matrix() {
-        let m = [4.0, 1.0, 0.5, 1.0, 3.0, 0.2, 0.5, 0.2, 1.0];
-        let (values, vectors) = symmetric_eigen(&m, 3);
-        for i in 0..3 {
-            for j in 0..3 {
-                let rebuilt: f64 = (0..3)
-                    .map(|k| values[k] * vectors[i * 3 + k] * vectors[j * 3 + k])
-                    .sum();
-                assert!((rebuilt - m[i * 3 + j]).abs() < 1e-10);
-            }
-        }
-        let root = sqrt_psd(&m, 3);
-        let square = matmul(&root, &root, 3);
-        assert!(square.iter().zip(&m).all(|(a, b)| (a - b).abs() < 1e-10));
     }
 
     #[test]

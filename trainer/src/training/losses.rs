@@ -5,7 +5,7 @@
 use burn::tensor::Tensor;
 
 /// `mean over the batch of ‖x − t_x‖² / D`, D = values per sample.
-pub fn transport_cost(x: Tensor<5>, t_x: Tensor<5>) -> Tensor<1> {
+pub fn transport_cost<const D: usize>(x: Tensor<D>, t_x: Tensor<D>) -> Tensor<1> {
     (x - t_x).powi_scalar(2).mean().reshape([1])
 }
 

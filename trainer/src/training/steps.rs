@@ -1,13 +1,55 @@
-//! The two NOT updates, shared by the training loop, the warm start and `ot3d bench`:
-//! an f-step (T fixed) and a strong-cost T-step (f fixed).
+//! The two NOT updates, shared by the training loop, the warm start, `ot3d bench` and the
+//! Gaussian known-answer benchmark: an f-step (T fixed) and a strong-cost T-step (f fixed),
+//! generic over the networks, with the voxel networks' versions.
 
 use super::losses::{potential_loss, transport_cost, transport_loss};
+use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use ot3d_models::nets::{Potential, TransportMap};
 
-/// One f-step: `L_f = mean f(T(x)) − mean f(y)` with T's output detached (no gradient
-/// reaches T). Returns the updated f and L_f.
+/// The f-step's update on any potential: minimizes `L_f = mean f(t_x) − mean f(y)`, where
+/// `t_x` is the map's output already detached. Returns the updated f and L_f.
+pub fn potential_update<F: Module, const D: usize>(
+    f: F,
+    score: impl Fn(&F, Tensor<D>) -> Tensor<2>,
+    optimizer: &mut ModuleOptimizer,
+    lr: f64,
+    t_x: Tensor<D>,
+    y: Tensor<D>,
+) -> (F, f64) {
+    let loss = potential_loss(score(&f, t_x), score(&f, y));
+    let grads = GradientsParams::from_grads(loss.backward(), &f);
+    let f = optimizer.step(lr, f, grads);
+    (f, loss.into_scalar::<f32>() as f64)
+}
+
+/// The strong-cost T-step's update on any map: minimizes
+/// `L_T = mean ‖x − T(x)‖²/D − mean f(T(x))` with f fixed (`score_fixed` must use a
+/// `no_grad` potential, so backward computes only the gradient through f's input).
+/// Returns the updated T, L_T and the transport cost.
+pub fn transport_update<T: Module, const D: usize>(
+    t: T,
+    map: impl Fn(&T, Tensor<D>) -> Tensor<D>,
+    score_fixed: impl Fn(Tensor<D>) -> Tensor<2>,
+    optimizer: &mut ModuleOptimizer,
+    lr: f64,
+    x: Tensor<D>,
+) -> (T, f64, f64) {
+    let t_x = map(&t, x.clone());
+    let cost = transport_cost(x, t_x.clone());
+    let loss = transport_loss(cost.clone(), score_fixed(t_x));
+    let grads = GradientsParams::from_grads(loss.backward(), &t);
+    let t = optimizer.step(lr, t, grads);
+    (
+        t,
+        loss.into_scalar::<f32>() as f64,
+        cost.into_scalar::<f32>() as f64,
+    )
+}
+
+/// One f-step on the voxel networks: T(x, z) detached (no gradient reaches T), then
+/// [`potential_update`]. Returns the updated f and L_f.
 pub fn f_step(
     t: &TransportMap,
     f: Potential,
@@ -18,15 +60,11 @@ pub fn f_step(
     z: Option<Tensor<5>>,
 ) -> (Potential, f64) {
     let t_x = t.forward(x, z).detach();
-    let loss = potential_loss(f.forward(t_x), f.forward(y));
-    let grads = GradientsParams::from_grads(loss.backward(), &f);
-    let f = optimizer.step(lr, f, grads);
-    (f, loss.into_scalar::<f32>() as f64)
+    potential_update(f, |f, v| f.forward(v), optimizer, lr, t_x, y)
 }
 
-/// One strong-cost T-step: `L_T = mean ‖x − T(x)‖²/D − mean f(T(x))`. `f_fixed` must be
-/// `f.no_grad()`: backward then computes only the gradient through f's input, not f's
-/// weights'. Returns the updated T, L_T and the transport cost.
+/// One strong-cost T-step on the voxel networks ([`transport_update`]). `f_fixed` must be
+/// `f.no_grad()`. Returns the updated T, L_T and the transport cost.
 pub fn t_step(
     t: TransportMap,
     f_fixed: &Potential,
@@ -34,14 +72,12 @@ pub fn t_step(
     lr: f64,
     x: Tensor<5>,
 ) -> (TransportMap, f64, f64) {
-    let t_x = t.forward(x.clone(), None);
-    let cost = transport_cost(x, t_x.clone());
-    let loss = transport_loss(cost.clone(), f_fixed.forward(t_x));
-    let grads = GradientsParams::from_grads(loss.backward(), &t);
-    let t = optimizer.step(lr, t, grads);
-    (
+    transport_update(
         t,
-        loss.into_scalar::<f32>() as f64,
-        cost.into_scalar::<f32>() as f64,
+        |t, x| t.forward(x, None),
+        |t_x| f_fixed.forward(t_x),
+        optimizer,
+        lr,
+        x,
     )
 }
