@@ -50,6 +50,53 @@ pub enum BenchCommand {
     Steps(BenchStepsArgs),
     /// The device's f32 matrix-multiply rate (the GEMM the CPU backend's convolutions use).
     Sgemm(BenchSgemmArgs),
+    /// Known-answer OT benchmark: NOT with MLPs between two Gaussians in R^d, whose OT map is
+    /// linear and known; prints L2-UV (%) per dimension.
+    Gaussian(BenchGaussianArgs),
+}
+
+#[derive(Args)]
+pub struct BenchGaussianArgs {
+    /// Dimensions, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "2,16,64,256",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub dims: Vec<u16>,
+    /// Outer steps (one f-step and --t-steps T-steps each).
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub steps: u32,
+    /// T-steps per outer step (K_T).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub t_steps: u16,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..=16384))]
+    pub batch: u16,
+    /// Units per hidden layer of T and f (default: max(128, d)).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8192))]
+    pub hidden: Option<u16>,
+    /// Hidden layers of T and f.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub layers: u16,
+    /// Adam learning rate of T.
+    #[arg(long, default_value_t = 1e-3, value_parser = positive_float)]
+    pub lr_t: f64,
+    /// Adam learning rate of f.
+    #[arg(long, default_value_t = 1e-3, value_parser = positive_float)]
+    pub lr_f: f64,
+    /// Measure L2-UV every this many outer steps.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..))]
+    pub eval_every: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write every row, with its settings and L2-UV curve, as JSON here
+    /// (`ot3d report --gaussian` reads it).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also draw the L2-UV curves, one panel per dimension, as a PNG here.
+    #[arg(long)]
+    pub figure: Option<PathBuf>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendArg,
 }
 
 #[derive(Args)]
@@ -656,4 +703,19 @@ pub struct ReportArgs {
     /// Images to embed, as paths relative to the report (repeatable).
     #[arg(long)]
     pub figure: Vec<String>,
+    /// Also add the Gaussian known-answer benchmark: the JSON of `ot3d bench gaussian --json`.
+    #[arg(long)]
+    pub gaussian: Option<PathBuf>,
+    /// The Gaussian benchmark's figure, as a path relative to the report.
+    #[arg(long, requires = "gaussian")]
+    pub gaussian_figure: Option<String>,
+}
+
+/// A finite number above zero (learning rates).
+fn positive_float(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("{text} must be a finite number above 0, e.g. 1e-3")),
+        Err(_) => Err(format!("{text:?} is not a number; give e.g. 1e-3")),
+    }
 }

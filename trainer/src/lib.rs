@@ -7,6 +7,7 @@ pub mod device;
 pub mod digits;
 pub mod eval;
 pub mod export;
+pub mod gaussian;
 pub mod kaggle_h5;
 pub mod linalg;
 pub mod mapping;

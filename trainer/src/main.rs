@@ -5,7 +5,7 @@ mod args;
 
 use anyhow::{Context, Result};
 use args::{
-    BackendArg, BenchCommand, BenchSgemmArgs, BenchStepsArgs, ClassifierCommand,
+    BackendArg, BenchCommand, BenchGaussianArgs, BenchSgemmArgs, BenchStepsArgs, ClassifierCommand,
     ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command, DataCommand, EvalArgs, ExportArgs,
     ExportDigitsArgs, FigureCommand, FigureLossesArgs, FigureMapArgs, MapArgs, PrecisionArg,
     PreviewArgs, ReportArgs, TrainArgs,
@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Command::Figure(FigureCommand::Losses(args)) => figure_losses(&args),
         Command::Bench(BenchCommand::Steps(args)) => bench_steps(&args),
         Command::Bench(BenchCommand::Sgemm(args)) => bench_sgemm(&args),
+        Command::Bench(BenchCommand::Gaussian(args)) => bench_gaussian(&args),
     };
     // User errors print as one readable chain ("error: what: why"), never as a backtrace.
     match result {
@@ -387,7 +388,29 @@ fn report_command(args: &ReportArgs) -> Result<()> {
     let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
     let (_, classifier) =
         ot3d_trainer::eval::classifier_train::load_classifier(&args.classifier, &device)?;
-    let markdown = ot3d_trainer::eval::report::results_markdown(&report, &classifier, &args.figure);
+    let mut markdown =
+        ot3d_trainer::eval::report::results_markdown(&report, &classifier, &args.figure);
+    if let Some(path) = &args.gaussian {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read {}: write it with `ot3d bench gaussian --json {}`",
+                path.display(),
+                path.display()
+            )
+        })?;
+        let entries: Vec<ot3d_trainer::gaussian::report::GaussianEntry> =
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not an `ot3d bench gaussian --json` record; write it again",
+                    path.display()
+                )
+            })?;
+        markdown.push('\n');
+        markdown.push_str(&ot3d_trainer::gaussian::report::markdown(
+            &entries,
+            args.gaussian_figure.as_deref(),
+        ));
+    }
     ot3d_trainer::atomic_file::write_atomic(&args.out, markdown.as_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("wrote {}", args.out.display());
@@ -423,5 +446,61 @@ fn bench_sgemm(args: &BenchSgemmArgs) -> Result<()> {
     let device = device(backend(args.backend)).map_err(anyhow::Error::msg)?;
     let row = ot3d_trainer::bench::measure_sgemm(args.size as usize, args.reps as usize, &device);
     println!("{}", serde_json::to_string(&row)?);
+    Ok(())
+}
+
+fn bench_gaussian(args: &BenchGaussianArgs) -> Result<()> {
+    use ot3d_trainer::gaussian::problem::GaussianPair;
+    use ot3d_trainer::gaussian::report::GaussianEntry;
+    use ot3d_trainer::gaussian::solver::{GaussianNotConfig, solve};
+    let device = device(backend(args.backend)).map_err(anyhow::Error::msg)?;
+    println!(
+        "NOT with MLPs between two Gaussians (known OT map); L2-UV = 100·E‖T(x) − T*(x)‖² / Var(Y)"
+    );
+    println!(
+        "{:>5} {:>10} {:>13} {:>9} {:>9} {:>9}",
+        "d", "L2-UV %", "identity %", "T params", "f params", "seconds"
+    );
+    let mut rows = Vec::new();
+    for &dim in &args.dims {
+        let dim = dim as usize;
+        let config = GaussianNotConfig::new()
+            .with_hidden(args.hidden.map_or(dim.max(128), |h| h as usize))
+            .with_layers(args.layers as usize)
+            .with_steps(args.steps as usize)
+            .with_t_steps(args.t_steps as usize)
+            .with_batch(args.batch as usize)
+            .with_lr_t(args.lr_t)
+            .with_lr_f(args.lr_f)
+            .with_eval_every(args.eval_every as usize)
+            .with_seed(args.seed);
+        let pair = GaussianPair::random(dim, args.seed.wrapping_add(dim as u64));
+        let bar = ot3d_trainer::progress::steps_bar(args.steps as u64, true);
+        bar.set_message(format!("d = {dim}"));
+        let row = solve(&pair, &config, &device, |point| {
+            bar.set_position(point.step as u64);
+            bar.set_message(format!("d = {dim}: L2-UV {:.2}%", point.l2_uv_percent));
+        });
+        bar.finish_and_clear();
+        println!(
+            "{:>5} {:>10.3} {:>13.1} {:>9} {:>9} {:>9.1}",
+            dim,
+            row.l2_uv_percent,
+            row.identity_l2_uv_percent,
+            row.t_params,
+            row.f_params,
+            row.seconds
+        );
+        rows.push(GaussianEntry { config, row });
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rows)?;
+        ot3d_trainer::atomic_file::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.figure {
+        write_png(path, &ot3d_trainer::gaussian::report::curves_figure(&rows))?;
+    }
     Ok(())
 }

@@ -143,23 +143,46 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+/// Builds the release trainer (with `backend`'s feature unless cpu); returns the bench
+/// output directory (made) and the `ot3d` binary.
+fn build_trainer(root: &Path, backend: &str) -> Result<(PathBuf, PathBuf)> {
     let target = target_dir(root)?;
     let bench_dir = target.join("bench");
     std::fs::create_dir_all(&bench_dir)
         .with_context(|| format!("cannot create {}", bench_dir.display()))?;
-
     step("Building the trainer (release)");
     let mut build = cargo();
     build
         .current_dir(root)
         .args(["build", "--release", "-p", "ot3d-trainer"]);
-    if options.backend != "cpu" {
-        build.args(["--features", &options.backend]);
+    if backend != "cpu" {
+        build.args(["--features", backend]);
     }
     run(&mut build)?;
-    let ot3d = target.join("release").join("ot3d");
+    Ok((bench_dir, target.join("release").join("ot3d")))
+}
+
+/// `cargo xtask bench-gaussian`: the known-answer OT benchmark (`ot3d bench gaussian`) over
+/// `dims`, its table on the terminal and target/bench/gaussian.json.
+pub fn run_gaussian(root: &Path, dims: &str, steps: u32, backend: &str) -> Result<()> {
+    let (bench_dir, ot3d) = build_trainer(root, backend)?;
+    let json = bench_dir.join("gaussian.json");
+    let figure = bench_dir.join("gaussian.png");
+    step(&format!(
+        "NOT between Gaussians in d = {dims}, {steps} outer steps each"
+    ));
+    run(Command::new(&ot3d)
+        .args(["bench", "gaussian", "--dims", dims, "--backend", backend])
+        .args(["--steps", &steps.to_string()])
+        .arg("--json")
+        .arg(&json)
+        .arg("--figure")
+        .arg(&figure))
+}
+
+pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let (bench_dir, ot3d) = build_trainer(root, &options.backend)?;
     let python = if options.no_torch {
         None
     } else {

@@ -37,6 +37,19 @@ enum Command {
         #[arg(long)]
         no_torch: bool,
     },
+    /// Known-answer OT benchmark: NOT with MLPs between two Gaussians whose OT map is known;
+    /// L2-UV (%) per dimension, table and target/bench/gaussian.json (not part of the tests).
+    BenchGaussian {
+        /// Dimensions, comma-separated.
+        #[arg(long, default_value = "2,16,64,256")]
+        dims: String,
+        /// Outer steps per dimension.
+        #[arg(long, default_value_t = 3000)]
+        steps: u32,
+        /// Trainer backend: cpu, or wgpu/vulkan (built with that feature) on a GPU machine.
+        #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "vulkan", "cuda"])]
+        backend: String,
+    },
     /// Fetch data, build the wasm site into www/dist and serve it on 127.0.0.1.
     Demo {
         /// Port to serve on.
@@ -54,6 +67,11 @@ fn main() -> ExitCode {
         Command::Data => data::ensure_mnist(&root).map(|_| ()),
         Command::Test => test::run_all(&root),
         Command::Web => site::build_site(&root).map(|_| ()),
+        Command::BenchGaussian {
+            dims,
+            steps,
+            backend,
+        } => bench::run_gaussian(&root, &dims, steps, &backend),
         Command::Demo { port, no_serve } => demo::run(&root, port, !no_serve),
         Command::Bench {
             rows,

@@ -111,8 +111,10 @@ pub fn map_figure(
     let tile = rows[0].1.first().map_or(1, |i| i.width);
     let columns = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
     let title = format!(
-        "{} -> {}: test digits x above their maps T(x) ({} training steps)",
-        manifest.source_digit, manifest.target_digit, manifest.training_steps
+        "{} -> {}: test digits x above T(x) ({})",
+        manifest.source_digit,
+        manifest.target_digit,
+        crate::eval::evaluate::training_summary(manifest.training_steps, manifest.warm_start_steps)
     );
     let title_height = 8 * 2 + 2 * gap;
     // Wide enough for the digits and for the whole title.
@@ -246,12 +248,10 @@ fn draw_line(image: &mut RgbImage, from: (i64, i64), to: (i64, i64), color: [u8;
 pub fn loss_figure(log: &[StepRecord], warm: Option<&WarmStartReport>) -> RgbImage {
     let steps: Vec<f64> = log.iter().map(|r| r.step as f64).collect();
     let index = |values: &[f64]| (1..=values.len()).map(|i| i as f64).collect::<Vec<_>>();
-    // (title, x values, y values, color) per panel.
-    type Panel<'a> = (&'a str, Vec<f64>, Vec<f64>, [u8; 3]);
-    let mut panels: Vec<Panel> = Vec::new();
+    let mut panels: Vec<CurvePanel> = Vec::new();
     if let Some(warm) = warm {
         if !warm.regression_losses.is_empty() {
-            panels.push((
+            panels.push(CurvePanel::new(
                 "warm start: |T(x) - y|^2 / D on OT pairs",
                 index(&warm.regression_losses),
                 warm.regression_losses.clone(),
@@ -259,7 +259,7 @@ pub fn loss_figure(log: &[StepRecord], warm: Option<&WarmStartReport>) -> RgbIma
             ));
         }
         if !warm.potential_losses.is_empty() {
-            panels.push((
+            panels.push(CurvePanel::new(
                 "warm start: L_f with T fixed",
                 index(&warm.potential_losses),
                 warm.potential_losses.clone(),
@@ -269,29 +269,53 @@ pub fn loss_figure(log: &[StepRecord], warm: Option<&WarmStartReport>) -> RgbIma
     }
     // A run that is (so far) only its warm start: one NOT step makes no curve.
     if panels.is_empty() || log.len() >= 2 {
-        panels.push((
+        panels.push(CurvePanel::new(
             "L_f = mean f(T(x)) - mean f(y)",
             steps.clone(),
             log.iter().map(|r| r.l_f).collect(),
             [120, 180, 255],
         ));
-        panels.push((
+        panels.push(CurvePanel::new(
             "L_T = cost - mean f(T(x))",
             steps.clone(),
             log.iter().map(|r| r.l_t).collect(),
             [255, 170, 90],
         ));
-        panels.push((
+        panels.push(CurvePanel::new(
             "cost = mean |x - T(x)|^2 / D",
             steps,
             log.iter().map(|r| r.cost).collect(),
             [120, 220, 140],
         ));
     }
+    stacked_panels(&panels)
+}
+
+/// One curve of a stacked figure.
+pub struct CurvePanel {
+    pub title: String,
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+    pub color: [u8; 3],
+}
+
+impl CurvePanel {
+    pub fn new(title: impl Into<String>, x: Vec<f64>, y: Vec<f64>, color: [u8; 3]) -> Self {
+        Self {
+            title: title.into(),
+            x,
+            y,
+            color,
+        }
+    }
+}
+
+/// Curves as panels stacked top to bottom.
+pub fn stacked_panels(panels: &[CurvePanel]) -> RgbImage {
     let (width, height) = (900, 240);
-    let mut image = RgbImage::filled(width, height * panels.len(), PANEL);
-    for (i, (name, steps, values, color)) in panels.iter().enumerate() {
-        let panel = plot_panel(name, steps, values, *color, width, height);
+    let mut image = RgbImage::filled(width, height * panels.len().max(1), PANEL);
+    for (i, p) in panels.iter().enumerate() {
+        let panel = plot_panel(&p.title, &p.x, &p.y, p.color, width, height);
         image.blit(&panel, 0, i * height);
     }
     image
