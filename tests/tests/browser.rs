@@ -87,10 +87,16 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// The native model's input and T(x) for gallery digit `index` in `color`, as the page
-/// builds them (the model's voxel config, the color fixed, the MNIST index as seed).
-fn native(site: &Path, pixels: &[u8], seed: u64, color: DigitColor) -> (Vec<f32>, Vec<f32>) {
-    let dir = site.join("models/three-to-five");
+/// Model `name`'s input and native T(x) for a gallery digit in `color`, as the page builds
+/// them (the model's voxel config, the color fixed, the MNIST index as seed).
+fn native(
+    site: &Path,
+    name: &str,
+    pixels: &[u8],
+    seed: u64,
+    color: DigitColor,
+) -> (Vec<f32>, Vec<f32>) {
+    let dir = site.join("models").join(name);
     let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     let weights = std::fs::read(dir.join("transport.bpk")).unwrap();
     let device = Device::flex();
@@ -149,8 +155,10 @@ fn assert_local_only(r: &Value, origin: &str) {
 #[test]
 fn the_page_maps_renders_and_shares_views() {
     let Some(driver) = driver() else { return };
-    if !repo_root().join("models/pretrained/three-to-five").is_dir() {
-        panic!("models/pretrained/three-to-five is missing: the page ships that model");
+    for name in ["three-to-five", "two-to-four"] {
+        if !repo_root().join("models/pretrained").join(name).is_dir() {
+            panic!("models/pretrained/{name} is missing: the page ships that model");
+        }
     }
     let site = build_site();
     let port = xtask::demo::serve_in_background(&site.path).unwrap();
@@ -195,6 +203,7 @@ fn the_page_maps_renders_and_shares_views() {
             {"type": "click", "selector": "#save-vox", "wait": false},
             {"type": "click", "selector": "#save-png", "wait": false}
         ]}),
+        json!({"name": "two-to-four", "url": format!("{origin}#m=two-to-four&d=4&c=red&cpu=1")}),
         json!({"name": "phone", "url": format!("{origin}#d=3&cpu=1"), "viewport": {"width": 390, "height": 844}, "screenshot": shot("phone")}),
     ];
     let results = run_scenarios(&driver, scenarios);
@@ -208,6 +217,7 @@ fn the_page_maps_renders_and_shares_views() {
         DigitPack::decode(&std::fs::read(site.path.join("digits/test-3.bin")).unwrap()).unwrap();
     let (input, output) = native(
         &site.path,
+        "three-to-five",
         &gallery.images[5],
         u64::from(gallery.indices[5]),
         DigitColor::Green,
@@ -333,6 +343,32 @@ fn the_page_maps_renders_and_shares_views() {
             "ot3d-three-to-five-drawn-yellow.vox",
             "ot3d-three-to-five-drawn-yellow.png"
         ]
+    );
+
+    // The other shipped pair: its own gallery (test 2s) and its own weights.
+    let other = get("two-to-four");
+    assert_eq!(other["status"], "ready", "{}", other["errorText"]);
+    assert_eq!(other["problems"].as_array().unwrap().len(), 0);
+    assert!(other["hash"].as_str().unwrap().contains("m=two-to-four"));
+    let twos =
+        DigitPack::decode(&std::fs::read(site.path.join("digits/test-2.bin")).unwrap()).unwrap();
+    assert!(twos.images.len() > 4);
+    let (input, output) = native(
+        &site.path,
+        "two-to-four",
+        &twos.images[4],
+        u64::from(twos.indices[4]),
+        DigitColor::Red,
+    );
+    assert_eq!(
+        floats(&other["input"]),
+        input,
+        "two-to-four: a test 2 as input"
+    );
+    let diff = max_abs_diff(&floats(&other["output"]), &output);
+    assert!(
+        diff <= TOLERANCE,
+        "two-to-four: T(x) differs from native by {diff}"
     );
 
     // Phone-sized screen.

@@ -251,6 +251,18 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     .unwrap();
     default["data"]["dir"] = shipped["data"]["dir"].clone();
     assert_eq!(default, shipped);
+    // The 2 → 4 map: the same preset, only the pair changed.
+    let mut pair = dry_run_config(&["--data-dir", dir, "--source", "2", "--target", "4"]);
+    let shipped: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../models/pretrained/two-to-four/train_config.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    pair["data"]["dir"] = shipped["data"]["dir"].clone();
+    assert_eq!(pair, shipped);
 
     // The GPU preset is the NOT reference; a flag given changes only its own setting.
     let gpu = dry_run_config(&[

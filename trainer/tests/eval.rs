@@ -282,3 +282,41 @@ fn the_shipped_classifier_has_the_accuracy_its_manifest_claims() {
     let measured = accuracy(&predict(&classifier, &grids, &device), &labels);
     assert!((measured - claimed).abs() < 1e-9, "{measured} vs {claimed}");
 }
+
+#[test]
+fn every_shipped_map_evaluates_to_the_numbers_its_manifest_records() {
+    use ot3d_trainer::eval::evaluate::manifest_metrics;
+    let Some(mnist) = mnist_dir() else { return };
+    let root = ot3d_tests::repo_root();
+    let device = Device::flex();
+    let mut checked = Vec::new();
+    for name in ["three-to-five", "two-to-four"] {
+        let dir = root.join("models/pretrained").join(name);
+        let manifest =
+            Manifest::parse(&std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap()).unwrap();
+        // `ot3d eval --record` with its defaults wrote these: the same request again.
+        let report = evaluate(
+            &EvalRequest {
+                weights: dir.clone(),
+                classifier: root.join("models/pretrained/classifier"),
+                mnist_dir: mnist.clone(),
+                count: 1000,
+                seed: 0,
+                progress: false,
+            },
+            &device,
+        )
+        .unwrap();
+        for (metric, measured) in manifest_metrics(&report) {
+            let recorded = manifest.metrics[&metric];
+            // Same digits, same weights: equal up to float summation order across machines
+            // (2e-3 lets one of 1000 digits flip class on another CPU).
+            assert!(
+                (measured - recorded).abs() <= 2e-3 * recorded.abs() + 2e-6,
+                "{name}: {metric} measured {measured}, manifest says {recorded}"
+            );
+        }
+        checked.push(name);
+    }
+    assert_eq!(checked.len(), 2);
+}
