@@ -79,6 +79,22 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
+/// The page's input is the trainer's voxelization bit for bit and its T(x) is native's
+/// within TOLERANCE; returns the largest difference.
+fn assert_matches_native(name: &str, result: &Value, input: &[f32], output: &[f32]) -> f32 {
+    assert_eq!(
+        floats(&result["input"]),
+        input,
+        "{name}: the page voxelizes like the trainer"
+    );
+    let diff = max_abs_diff(&floats(&result["output"]), output);
+    assert!(
+        diff <= TOLERANCE,
+        "{name}: T(x) differs from native by {diff}"
+    );
+    diff
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -232,16 +248,7 @@ fn the_page_maps_renders_and_shares_views() {
             "{name}: {}",
             r["consoleErrors"]
         );
-        assert_eq!(
-            floats(&r["input"]),
-            input,
-            "{name}: the page voxelizes like the trainer"
-        );
-        let diff = max_abs_diff(&floats(&r["output"]), &output);
-        assert!(
-            diff <= TOLERANCE,
-            "{name}: T(x) differs from native by {diff}"
-        );
+        let diff = assert_matches_native(name, r, &input, &output);
         assert!(r["medianMs"].as_f64().unwrap() > 0.0);
         assert!(r["timingText"].as_str().unwrap().contains("median of 5"));
         eprintln!(
@@ -360,16 +367,7 @@ fn the_page_maps_renders_and_shares_views() {
         u64::from(twos.indices[4]),
         DigitColor::Red,
     );
-    assert_eq!(
-        floats(&other["input"]),
-        input,
-        "two-to-four: a test 2 as input"
-    );
-    let diff = max_abs_diff(&floats(&other["output"]), &output);
-    assert!(
-        diff <= TOLERANCE,
-        "two-to-four: T(x) differs from native by {diff}"
-    );
+    assert_matches_native("two-to-four", other, &input, &output);
 
     // Phone-sized screen.
     let phone = get("phone");

@@ -235,32 +235,27 @@ fn dry_run_config(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(json).unwrap()
 }
 
+/// The train_config.json a shipped map was trained with.
+fn shipped_train_config(model: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/pretrained")
+        .join(model)
+        .join("train_config.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[test]
 fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     let Some(dir) = mnist_dir() else { return };
     let dir = dir.to_str().unwrap();
     // No flags: the cpu-3to5 preset, exactly the shipped map's training config.
     let mut default = dry_run_config(&["--data-dir", dir]);
-    let shipped: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/pretrained/three-to-five/train_config.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let shipped = shipped_train_config("three-to-five");
     default["data"]["dir"] = shipped["data"]["dir"].clone();
     assert_eq!(default, shipped);
     // The 2 → 4 map: the same preset, only the pair changed.
     let mut pair = dry_run_config(&["--data-dir", dir, "--source", "2", "--target", "4"]);
-    let shipped: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../models/pretrained/two-to-four/train_config.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let shipped = shipped_train_config("two-to-four");
     pair["data"]["dir"] = shipped["data"]["dir"].clone();
     assert_eq!(pair, shipped);
 
