@@ -201,24 +201,21 @@ pub struct ClassifierTrainArgs {
     #[arg(long, default_value = DEFAULT_MNIST_DIR)]
     pub data_dir: PathBuf,
     /// Flavors mixed in training (comma-separated); accuracy is reported for all three.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "plain,rotated,kaggle-style"
-    )]
+    /// The shipped classifier is plain only; judge rotated or kaggle-style maps with one
+    /// trained on `plain,rotated,kaggle-style`.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain")]
     pub flavors: Vec<ClassifierFlavorArg>,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 3000)]
     pub steps: u64,
     /// Digits per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Adam learning rate at the first step (it decays linearly to a tenth by the last).
+    #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
     /// Channels of the first conv (doubled three times).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub width: usize,
     /// Length of the feature vector FID-3D compares.
     #[arg(long, default_value_t = 64)]
@@ -231,6 +228,9 @@ pub struct ClassifierTrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the training config as JSON (what train_config.json will hold), then stop.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args)]

@@ -3,7 +3,7 @@
 
 mod args;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use args::{
     BackendArg, BenchCommand, BenchGaussianArgs, BenchSgemmArgs, BenchStepsArgs, ClassifierCommand,
     ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command, DataCommand, EvalArgs, ExportArgs,
@@ -263,6 +263,13 @@ fn classifier_train(args: &ClassifierTrainArgs) -> Result<()> {
     (config.steps, config.batch_size, config.lr) = (args.steps, args.batch_size, args.lr);
     (config.width, config.features) = (args.width, args.features);
     (config.test_per_class, config.seed) = (args.test_per_class, args.seed);
+    if args.dry_run {
+        config
+            .validate()
+            .map_err(|e| anyhow!("invalid classifier settings: {e}"))?;
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
     let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
     println!(
         "training the digit classifier ({} steps, batch {}, flavors {})",

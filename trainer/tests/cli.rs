@@ -245,6 +245,40 @@ fn shipped_train_config(model: &str) -> serde_json::Value {
 }
 
 #[test]
+fn classifier_train_without_flags_is_the_shipped_classifier_recipe() {
+    let dry_run = |args: &[&str]| -> serde_json::Value {
+        let out = ot3d(&[&["classifier", "train", "--dry-run"], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // No flags: exactly the config the shipped classifier was trained with (the README
+    // promises it), not a different network written over it.
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/pretrained/classifier/train_config.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        dry_run(&[]),
+        serde_json::from_str::<serde_json::Value>(&shipped).unwrap()
+    );
+    let flavors = dry_run(&["--flavors", "plain,rotated,kaggle-style", "--steps", "10"]);
+    assert_eq!(
+        flavors["flavors"],
+        serde_json::json!(["plain", "rotated", "kaggle-style"])
+    );
+    assert_eq!(flavors["steps"], 10);
+    assert_eq!(flavors["width"], 16);
+    let out = ot3d(&["classifier", "train", "--dry-run", "--width", "0"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid classifier settings"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     let Some(dir) = mnist_dir() else { return };
     let dir = dir.to_str().unwrap();
