@@ -509,7 +509,8 @@ pub struct TrainArgs {
     /// config; only --steps (to train longer) and --backend apply.
     #[arg(long, conflicts_with_all = ["init_from", "run"])]
     pub resume: Option<PathBuf>,
-    /// Start T and f from another run's latest checkpoint (transfer learning).
+    /// Start T and f from another run's latest checkpoint (transfer learning); the
+    /// warm start, if any, then regresses that T onto this run's OT pairs.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
     /// Print the config and the networks' parameter counts, then stop.

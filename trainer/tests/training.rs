@@ -461,6 +461,19 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
     assert!(!plain.path().join(WARM_START_FILE).exists());
     assert_eq!(read_log(dir.path()).unwrap().len(), 2);
 
+    // Transfer learning: the warm start regresses the transferred T onto the OT pairs.
+    let transferred = tempfile::tempdir().unwrap();
+    run(
+        &config,
+        transferred.path(),
+        Start::InitFrom(plain.path().to_path_buf()),
+    )
+    .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&read(transferred.path().join(WARM_START_FILE))).unwrap();
+    assert_eq!(report["regression_losses"].as_array().unwrap().len(), 3);
+    assert_eq!(read_log(transferred.path()).unwrap().len(), 2);
+
     let bad = TrainConfig {
         warm_start: Some(WarmStart {
             pairs_per_color: 1,

@@ -250,7 +250,10 @@ pub fn train(
     let bar = steps_bar(config.steps, progress);
     let source = BatchSampler::new(source_digits);
     let target = BatchSampler::new(target_digits);
-    if let (Start::New, Some(settings)) = (&start, &config.warm_start) {
+    // Transfer learning runs the warm start too, from the transferred T: regressing onto
+    // the new data's OT pairs is the fast part of adapting a map (--warm-start-steps 0
+    // skips it).
+    if let (Start::New | Start::InitFrom(_), Some(settings)) = (&start, &config.warm_start) {
         let (t, mut report) = warm_start(
             state.t,
             source.digits(),
