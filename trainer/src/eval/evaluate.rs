@@ -11,6 +11,7 @@ use crate::mapping::{MapError, load_model_dir, map_each_color};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::DigitClassifier;
+use ot3d_models::nets::classifier_weights::ClassifierManifest;
 use ot3d_models::nets::weights::Manifest;
 use ot3d_models::voxel::{Coloring, GRID_LEN, VoxelError};
 use serde::{Deserialize, Serialize};
@@ -104,6 +105,12 @@ pub struct EvalReport {
     pub cost: Cost,
     pub diversity: Diversity,
     pub seconds: f64,
+    /// The digits' flavor ("plain", "rotated", "kaggle-style").
+    #[serde(default)]
+    pub flavor: String,
+    /// Set when the classifier was not trained on that flavor, so its verdicts are weaker.
+    #[serde(default)]
+    pub judge_warning: Option<String>,
 }
 
 /// What the classifier makes of a set of digits, from one pass over them.
@@ -175,7 +182,8 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         return Err(EvalError::TooFew(request.count));
     }
     let (t, manifest) = load_model_dir(&request.weights, device)?;
-    let (classifier, _) = load_classifier(&request.classifier, device)?;
+    let (classifier, judge) = load_classifier(&request.classifier, device)?;
+    let flavor = manifest.voxel.flavor.name().to_string();
     let target = manifest.target_digit;
     // Stages: source digits mapped, real digits, classifier, exact OT.
     let bar = crate::progress::steps_bar(4, request.progress);
@@ -264,7 +272,26 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         cost,
         diversity,
         seconds: started.elapsed().as_secs_f64(),
+        judge_warning: judge_warning(&flavor, &judge),
+        flavor,
     })
+}
+
+/// A warning when the classifier judging `flavor` digits never saw that flavor in training.
+pub fn judge_warning(flavor: &str, judge: &ClassifierManifest) -> Option<String> {
+    if judge.training_flavors.iter().any(|f| f == flavor) {
+        return None;
+    }
+    let accuracy = judge.test_accuracy.get(flavor).map_or(String::new(), |a| {
+        format!(" (its test accuracy on them: {:.1}%)", 100.0 * a)
+    });
+    Some(format!(
+        "the classifier was trained on {} digits only, not on {flavor} ones{accuracy}: \
+         accuracy and FID-3D judge this map weakly. Train a judge that knows them with \
+         `ot3d classifier train --flavors plain,rotated,kaggle-style --out DIR` and pass \
+         --classifier DIR",
+        judge.training_flavors.join(", ")
+    ))
 }
 
 /// Share of outputs whose dominant color equals their input's (an empty input counts as
@@ -364,6 +391,9 @@ pub fn table(report: &EvalReport) -> String {
         report.diversity.real_targets,
         report.diversity.outputs / report.diversity.real_targets.max(f64::MIN_POSITIVE)
     );
+    if let Some(warning) = &report.judge_warning {
+        out += &format!("\nwarning: {warning}\n");
+    }
     out
 }
 

@@ -35,6 +35,9 @@ pub fn results_markdown(
     for (flavor, accuracy) in &classifier.test_accuracy {
         md += &format!("| {flavor} | {} |\n", pct(*accuracy));
     }
+    if let Some(warning) = &report.judge_warning {
+        md += &format!("\n**Caution:** {warning}.\n");
+    }
     md += &format!(
         "\n## Measurements ({} source test digits)\n\n\
          | digits | count | classified as {t} | color kept |\n| --- | --- | --- | --- |\n",
@@ -229,6 +232,8 @@ mod tests {
                 real_targets: 0.04,
             },
             seconds: 1.0,
+            flavor: "plain".into(),
+            judge_warning: None,
         }
     }
 
@@ -249,6 +254,42 @@ mod tests {
             weights_bytes: 1,
             sha256: String::new(),
         }
+    }
+
+    #[test]
+    fn a_judge_that_never_saw_the_flavor_is_named_in_the_report() {
+        let judge = classifier();
+        assert_eq!(crate::eval::evaluate::judge_warning("plain", &judge), None);
+        let mut rotated = report(0.95, 0.99, 0.019);
+        rotated.flavor = "rotated".into();
+        rotated.judge_warning = crate::eval::evaluate::judge_warning("rotated", &judge);
+        let warning = rotated.judge_warning.clone().unwrap();
+        assert!(
+            warning.contains("trained on plain digits only, not on rotated"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("--flavors plain,rotated,kaggle-style"),
+            "{warning}"
+        );
+        let mut known = judge.clone();
+        known.test_accuracy.insert("rotated".into(), 0.836);
+        let with_accuracy = crate::eval::evaluate::judge_warning("rotated", &known).unwrap();
+        assert!(
+            with_accuracy.contains("(its test accuracy on them: 83.6%)"),
+            "{with_accuracy}"
+        );
+        let md = results_markdown(&rotated, &judge, &[]);
+        assert!(
+            md.contains("**Caution:** the classifier was trained on plain"),
+            "{md}"
+        );
+        assert!(crate::eval::evaluate::table(&rotated).contains("warning: the classifier"));
+        known.training_flavors.push("rotated".into());
+        assert_eq!(
+            crate::eval::evaluate::judge_warning("rotated", &known),
+            None
+        );
     }
 
     #[test]
