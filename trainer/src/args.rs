@@ -710,6 +710,12 @@ pub struct ReportArgs {
     /// The Gaussian benchmark's figure, as a path relative to the report.
     #[arg(long, requires = "gaussian")]
     pub gaussian_figure: Option<String>,
+    /// Also compare other maps: an `ot3d eval --json` report each (repeatable), one row each.
+    #[arg(long)]
+    pub compare: Vec<PathBuf>,
+    /// Images for the comparison section, as paths relative to the report (repeatable).
+    #[arg(long, requires = "compare")]
+    pub compare_figure: Vec<String>,
 }
 
 /// A finite number above zero (learning rates).

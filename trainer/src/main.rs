@@ -377,21 +377,30 @@ fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
     write_png(&args.out, &loss_figure(&log, warm.as_ref()))
 }
 
-fn report_command(args: &ReportArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.eval).with_context(|| {
+/// An `ot3d eval --json` report read back, with errors that say how to make one.
+fn read_eval(path: &std::path::Path) -> Result<ot3d_trainer::eval::evaluate::EvalReport> {
+    let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "cannot read {}: write it with `ot3d eval --weights DIR --json {}`",
-            args.eval.display(),
-            args.eval.display()
+            path.display(),
+            path.display()
         )
     })?;
-    let report: ot3d_trainer::eval::evaluate::EvalReport = serde_json::from_str(&text)
-        .with_context(|| {
-            format!(
-                "{} is not an `ot3d eval --json` report; write it again with ot3d eval",
-                args.eval.display()
-            )
-        })?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not an `ot3d eval --json` report; write it again with ot3d eval",
+            path.display()
+        )
+    })
+}
+
+fn report_command(args: &ReportArgs) -> Result<()> {
+    let report = read_eval(&args.eval)?;
+    let others = args
+        .compare
+        .iter()
+        .map(|path| read_eval(path))
+        .collect::<Result<Vec<_>>>()?;
     let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
     let (_, classifier) =
         ot3d_trainer::eval::classifier_train::load_classifier(&args.classifier, &device)?;
@@ -416,6 +425,13 @@ fn report_command(args: &ReportArgs) -> Result<()> {
         markdown.push_str(&ot3d_trainer::gaussian::report::markdown(
             &entries,
             args.gaussian_figure.as_deref(),
+        ));
+    }
+    if !others.is_empty() {
+        markdown.push('\n');
+        markdown.push_str(&ot3d_trainer::eval::report::comparison_markdown(
+            &others,
+            &args.compare_figure,
         ));
     }
     ot3d_trainer::atomic_file::write_atomic(&args.out, markdown.as_bytes())

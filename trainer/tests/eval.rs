@@ -232,6 +232,8 @@ fn figures_and_report_from_the_command_line() {
         &path(&results),
         "--figure",
         "map.png",
+        "--compare",
+        &path(&eval_json),
     ]);
     assert!(ok, "{text}");
     let markdown = std::fs::read_to_string(&results).unwrap();
@@ -240,6 +242,15 @@ fn figures_and_report_from_the_command_line() {
         "{markdown}"
     );
     assert!(markdown.contains("![map.png](map.png)"));
+    assert!(markdown.contains("## Other maps"), "{markdown}");
+    let (ok, text) = ot3d(&[
+        "report",
+        "--eval",
+        &path(&eval_json),
+        "--compare",
+        "missing.json",
+    ]);
+    assert!(!ok && text.contains("cannot read missing.json"), "{text}");
 
     // A run's loss curves; a directory without a log is named.
     let (ok, text) = ot3d(&["figure", "losses", &path(work.path()), "--out", "x.png"]);

@@ -189,6 +189,63 @@ pub fn results_markdown(
     md
 }
 
+/// A section comparing other evaluated maps (other flavors, transfer, stacking…): one row
+/// per `ot3d eval --json` report, with each ratio that the quality bar is stated in.
+pub fn comparison_markdown(reports: &[EvalReport], figures: &[String]) -> String {
+    let mut md = String::from(
+        "## Other maps\n\n\
+         Each row is `ot3d eval --json` on another map: source test digits of the map's own \
+         flavor; the last column says whether the classifier judging it was trained on that \
+         flavor.\n\n\
+         | map | flavor | training | classified as target (red / yellow / green / blue) \
+         | color kept | FID-3D (× floor) | cost (× exact OT) | diversity | judge |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for report in reports {
+        let colors: Vec<String> = ["red", "yellow", "green", "blue"]
+            .iter()
+            .filter_map(|c| row(report, &format!("T(x) {c}")))
+            .map(|r| format!("{:.1}", 100.0 * r.target_accuracy))
+            .collect();
+        let overall = row(report, "T(x)");
+        let name = report.model.file_name().map_or_else(
+            || report.model.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
+        md += &format!(
+            "| {name} ({} → {}) | {} | {} | {} ({}) | {} | {:.0} ({:.0}×) | {:.4} ({:.2}×) | {:.2} | {} |\n",
+            report.source_digit,
+            report.target_digit,
+            if report.flavor.is_empty() {
+                "plain"
+            } else {
+                &report.flavor
+            },
+            training_summary(report.training_steps, report.warm_start_steps),
+            overall.map_or("–".into(), |r| pct(r.target_accuracy)),
+            colors.join(" / "),
+            overall
+                .and_then(|r| r.color_preservation)
+                .map_or("–".into(), pct),
+            report.fid.map,
+            ratio(report.fid.map, report.fid.floor),
+            report.cost.map,
+            ratio(report.cost.map, report.cost.exact_ot),
+            ratio(report.diversity.outputs, report.diversity.real_targets),
+            if report.judge_warning.is_some() {
+                "never saw this flavor"
+            } else {
+                "trained on it"
+            }
+        );
+    }
+    for figure in figures {
+        md += &format!("\n![{figure}]({figure})\n");
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +347,24 @@ mod tests {
             crate::eval::evaluate::judge_warning("rotated", &known),
             None
         );
+    }
+
+    #[test]
+    fn other_maps_get_a_row_each_with_their_ratios() {
+        let mut rotated = report(0.95, 0.99, 0.019);
+        rotated.model = "runs/rot-direct".into();
+        rotated.flavor = "rotated".into();
+        let plain = report(0.5, 0.99, 0.005);
+        let md = comparison_markdown(&[rotated, plain], &["rot.png".into()]);
+        let lines: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(lines.len(), 2 + 2, "{md}");
+        assert!(
+            lines[2].starts_with("| rot-direct (3 → 5) | rotated |"),
+            "{md}"
+        );
+        assert!(lines[3].contains("| plain |"), "{md}");
+        assert!(md.contains("![rot.png](rot.png)"));
+        assert!(md.contains("trained on it"));
     }
 
     #[test]
