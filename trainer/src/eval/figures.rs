@@ -110,12 +110,7 @@ pub fn map_figure(
     }
     let tile = rows[0].1.first().map_or(1, |i| i.width);
     let columns = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
-    let title = format!(
-        "{} -> {}: test digits x above T(x) ({})",
-        manifest.source_digit,
-        manifest.target_digit,
-        crate::eval::evaluate::training_summary(manifest.training_steps, manifest.warm_start_steps)
-    );
+    let title = map_title(manifest);
     let title_height = 8 * 2 + 2 * gap;
     // Wide enough for the digits and for the whole title.
     let width =
@@ -242,6 +237,20 @@ fn draw_line(image: &mut RgbImage, from: (i64, i64), to: (i64, i64), color: [u8;
     }
 }
 
+/// The map figure's title: the pair, the flavor when it is not plain, and the training.
+pub fn map_title(manifest: &Manifest) -> String {
+    let flavor = match manifest.voxel.flavor.name() {
+        "plain" => String::new(),
+        other => format!(", {other}"),
+    };
+    format!(
+        "{} -> {}{flavor}: test digits x above T(x) ({})",
+        manifest.source_digit,
+        manifest.target_digit,
+        crate::eval::evaluate::training_summary(manifest.training_steps, manifest.warm_start_steps)
+    )
+}
+
 /// A run's loss curves: the warm start's regression loss and f-only L_f when the run had
 /// them, then L_f, L_T and the transport cost per outer step (when there are two or more),
 /// stacked.
@@ -330,6 +339,20 @@ mod tests {
             .flat_map(|y| (0..image.width).map(move |x| (x, y)))
             .filter(|&(x, y)| image.pixel(x, y) == color)
             .count()
+    }
+
+    #[test]
+    fn the_map_title_names_the_flavor_unless_plain() {
+        let mut manifest = Manifest::parse(include_str!(
+            "../../../models/pretrained/three-to-five/manifest.json"
+        ))
+        .unwrap();
+        assert_eq!(
+            map_title(&manifest),
+            "3 -> 5: test digits x above T(x) (600 warm-start regression steps, then 1 NOT step)"
+        );
+        manifest.voxel.flavor = ot3d_models::voxel::Flavor::Rotated { max_degrees: 45.0 };
+        assert!(map_title(&manifest).starts_with("3 -> 5, rotated: "));
     }
 
     #[test]
