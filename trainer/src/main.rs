@@ -377,21 +377,30 @@ fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
     write_png(&args.out, &loss_figure(&log, warm.as_ref()))
 }
 
-/// An `ot3d eval --json` report read back, with errors that say how to make one.
-fn read_eval(path: &std::path::Path) -> Result<ot3d_trainer::eval::evaluate::EvalReport> {
+/// A JSON file read back; `make` is the command that writes it (the path is appended) and
+/// `not_it` what to say when the file holds something else.
+fn read_record<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    make: &str,
+    not_it: &str,
+) -> Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
-            "cannot read {}: write it with `ot3d eval --weights DIR --json {}`",
+            "cannot read {}: write it with `{make} {}`",
             path.display(),
             path.display()
         )
     })?;
-    serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not an `ot3d eval --json` report; write it again with ot3d eval",
-            path.display()
-        )
-    })
+    serde_json::from_str(&text).with_context(|| format!("{} is not {not_it}", path.display()))
+}
+
+/// An `ot3d eval --json` report read back.
+fn read_eval(path: &std::path::Path) -> Result<ot3d_trainer::eval::evaluate::EvalReport> {
+    read_record(
+        path,
+        "ot3d eval --weights DIR --json",
+        "an `ot3d eval --json` report; write it again with ot3d eval",
+    )
 }
 
 fn report_command(args: &ReportArgs) -> Result<()> {
@@ -407,20 +416,11 @@ fn report_command(args: &ReportArgs) -> Result<()> {
     let mut markdown =
         ot3d_trainer::eval::report::results_markdown(&report, &classifier, &args.figure);
     if let Some(path) = &args.gaussian {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read {}: write it with `ot3d bench gaussian --json {}`",
-                path.display(),
-                path.display()
-            )
-        })?;
-        let entries: Vec<ot3d_trainer::gaussian::report::GaussianEntry> =
-            serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not an `ot3d bench gaussian --json` record; write it again",
-                    path.display()
-                )
-            })?;
+        let entries: Vec<ot3d_trainer::gaussian::report::GaussianEntry> = read_record(
+            path,
+            "ot3d bench gaussian --json",
+            "an `ot3d bench gaussian --json` record; write it again",
+        )?;
         markdown.push('\n');
         markdown.push_str(&ot3d_trainer::gaussian::report::markdown(
             &entries,

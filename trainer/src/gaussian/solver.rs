@@ -109,6 +109,7 @@ pub fn solve(
     let x_eval = pair.sample_source(config.eval_samples, &mut eval_rng);
     let optimal = pair.optimal_map(&x_eval);
     let variance = pair.target_variance();
+    let identity_l2_uv_percent = unexplained_variance(&x_eval, &optimal, dim, variance);
     let x_eval = rows_tensor(x_eval, dim, &device);
     let score = |t: &super::nets::MlpMap| {
         let mapped = t
@@ -117,14 +118,6 @@ pub fn solve(
             .try_to_vec::<f32>()
             .expect("f32 rows");
         unexplained_variance(&mapped, &optimal, dim, variance)
-    };
-    let identity_l2_uv_percent = {
-        let x = x_eval
-            .clone()
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32 rows");
-        unexplained_variance(&x, &optimal, dim, variance)
     };
 
     let mut curve = Vec::new();
