@@ -2,7 +2,7 @@
 // the CPU), draws input and output with three-d, and keeps the whole view in the URL hash.
 import init, {
   DigitGallery, TransportModel, VoxelView, blendGrids, formatHash, parseHash,
-  rasterizeStrokes, voxFile,
+  rasterizeStrokes, renderPng, voxFile,
 } from './pkg/ot3d_wasm.js';
 
 const $ = (id) => document.getElementById(id);
@@ -10,8 +10,8 @@ const PAD_MAX = 63; // stroke coordinates are 0..=63 (see wasm/src/drawing.rs)
 const TIMING_RUNS = 5;
 
 const app = {
-  state: null, models: [], entry: null, model: null, gallery: null, view: null,
-  input: null, output: null, strokes: [], mapping: 0,
+  state: null, models: [], entry: null, model: null, gallery: null, partners: null,
+  view: null, input: null, output: null, strokes: [], mapping: 0, partnerUrl: null,
 };
 // What the browser tests read.
 window.ot3d = { status: 'loading', problems: [], error: null };
@@ -112,6 +112,7 @@ async function loadModel(problems) {
     app.gallery = new DigitGallery(bytes);
     buildGallery();
   }
+  if (app.entry?.ot_partners !== entry.ot_partners || !app.partners) await loadPartners(entry);
   app.entry = entry;
   $('model').value = entry.name;
   const [src, dst] = [app.model.sourceDigit(), app.model.targetDigit()];
@@ -124,6 +125,56 @@ async function loadModel(problems) {
     `${info.voxel.flavor.kind ?? info.voxel.flavor} digits, ${info.training_steps} training steps, ` +
     `${info.precision} weights (sha256 ${info.sha256.slice(0, 12)}…)` + (metrics ? `. Measured: ${metrics}.` : '.');
   app.timed = false;
+}
+
+// The discrete-OT baseline: entry i of the partner pack is the training digit exact OT pairs
+// with gallery digit i (built by `cargo xtask web`).
+async function loadPartners(entry) {
+  if (app.partners) { app.partners.free(); app.partners = null; }
+  if (!entry.ot_partners) return; // a site built before the baseline existed: say so below
+  const bytes = new Uint8Array(await (await fetchOk(entry.ot_partners, 'the discrete-OT partners')).arrayBuffer());
+  const partners = new DigitGallery(bytes);
+  if (partners.len() !== app.gallery.len() || partners.digit() !== entry.target_digit) {
+    const found = `${partners.len()} digits of class ${partners.digit()}`;
+    partners.free();
+    throw new Error(`${entry.ot_partners} holds ${found}, but the gallery has ${app.gallery.len()} digits ` +
+      `mapped to ${entry.target_digit}s: the site is out of date. Rebuild it with \`cargo xtask web\`.`);
+  }
+  app.partners = partners;
+}
+
+const perVoxelCost = (a, b) => {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += (a[i] - b[i]) ** 2;
+  return sum / a.length;
+};
+
+function showPartner() {
+  const s = app.state;
+  const image = $('partner');
+  const caption = $('partner-caption');
+  const [src, dst] = [app.model.sourceDigit(), app.model.targetDigit()];
+  const flavor = JSON.parse(app.model.manifestJson()).voxel.flavor;
+  window.ot3d.partner = null;
+  image.hidden = true;
+  let why = null;
+  if (!app.partners) why = 'This site was built without the discrete-OT baseline; rebuild it with `cargo xtask web` to see it.';
+  else if ((flavor.kind ?? flavor) !== 'plain') why = 'The discrete-OT baseline is computed for plain digits; this model maps other digits.';
+  else if (s.strokes) why = `Discrete-OT baseline: exact OT pairs the gallery's test ${src}s with training ${dst}s, so a drawing has no partner. Pick a gallery digit to see it.`;
+  if (why) { caption.textContent = why; return; }
+  const index = app.partners.mnistIndex(s.digit);
+  const grid = app.model.voxelize(app.partners.pixels(s.digit), s.color, 0n);
+  if (app.partnerUrl) URL.revokeObjectURL(app.partnerUrl);
+  app.partnerUrl = URL.createObjectURL(new Blob([renderPng(grid, 5)], { type: 'image/png' }));
+  image.src = app.partnerUrl;
+  image.alt = `training ${dst} #${index}, the discrete-OT partner of this ${src}`;
+  image.hidden = false;
+  const [partnerCost, mapCost] = [perVoxelCost(app.input, grid), perVoxelCost(app.input, app.output)];
+  caption.textContent = `Discrete-OT baseline: exact optimal transport between the ${app.gallery.len()} test ${src}s ` +
+    `of the gallery and the first ${app.partners.len()} training ${dst}s pairs this ${src} with training ${dst} #${index} ` +
+    `(cost ‖x − y‖²/D = ${partnerCost.toFixed(4)}; T(x): ${mapCost.toFixed(4)}). ` +
+    `T(x) is not a lookup: the network makes a ${dst} for any ${src}, drawings included.`;
+  window.ot3d.partner = { mnistIndex: index, cost: partnerCost, mapCost };
 }
 
 function buildGallery() {
@@ -183,6 +234,7 @@ async function computeDigit(problems) {
   const once = performance.now() - started;
   if (job !== app.mapping) return false; // a newer request replaced this one
   app.output = output;
+  showPartner();
   const backend = app.model.backend();
   const why = app.model.fallbackReason();
   if (!app.timed) {

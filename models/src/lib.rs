@@ -13,10 +13,12 @@
 //! [`rng::SeedRng`] and `libm`, so the same seed gives bit-identical voxels natively
 //! and in wasm.
 
+pub mod assignment;
 pub mod digit_pack;
 pub mod mnist;
 #[cfg(feature = "nn")]
 pub mod nets;
+pub mod ot_partners;
 pub mod render;
 pub mod rng;
 pub mod stats;

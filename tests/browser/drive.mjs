@@ -72,6 +72,10 @@ async function runScenario(s) {
       cubes: window.ot3d.cubes ?? null,
       input: window.ot3d.input ? Array.from(window.ot3d.input) : null,
       output: window.ot3d.output ? Array.from(window.ot3d.output) : null,
+      partner: window.ot3d.partner ?? null,
+      partnerText: document.getElementById('partner-caption').textContent,
+      partnerShown: !document.getElementById('partner').hidden && document.getElementById('partner').complete
+        && document.getElementById('partner').naturalWidth > 0,
       statusText: document.getElementById('status').textContent,
       errorText: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
       noticeText: document.getElementById('notice').hidden ? '' : document.getElementById('notice').textContent,

@@ -2,11 +2,14 @@
 //! (tests/browser/drive.mjs) against the site built the way `cargo xtask web` builds it and
 //! served from 127.0.0.1. Checks that both backends map a digit like the native model,
 //! that links reproduce a view, that bad links and corrupt weights give clear messages, that
-//! the view shows both digits, and that no request leaves 127.0.0.1.
+//! the view shows both digits, that the discrete-OT baseline shows each gallery digit's
+//! exact-OT partner, and that no request leaves 127.0.0.1.
 
 use burn::tensor::{Device, Tensor};
 use ot3d_models::digit_pack::DigitPack;
+use ot3d_models::mnist::{LabeledImages, Split};
 use ot3d_models::nets::weights::load_transport_map;
+use ot3d_models::ot_partners::partner_pack;
 use ot3d_models::render::BACKGROUND;
 use ot3d_models::voxel::{Coloring, DigitColor, GRID, VoxelConfig, voxelize_slice};
 use ot3d_tests::repo_root;
@@ -259,6 +262,57 @@ fn the_page_maps_renders_and_shares_views() {
     }
     assert_eq!(get("cpu")["controls"]["cpu"], true);
 
+    // The discrete-OT baseline: the site's partner pack is exact OT between the gallery and
+    // the first 256 training 5s, and the page shows gallery digit 5's partner in its color.
+    let mnist = xtask::data::mnist_dir(&repo_root());
+    let read = |name: &str| std::fs::read(mnist.join(name)).unwrap();
+    let (images, labels) = Split::Train.files();
+    let train = LabeledImages::parse(&read(images.name), &read(labels.name)).unwrap();
+    let partners = |source: u8, target: u8, gallery: &DigitPack| {
+        let path = site
+            .path
+            .join(format!("digits/ot-partners-{source}to{target}.bin"));
+        let shipped = DigitPack::decode(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(shipped, partner_pack(gallery, &train, target).unwrap());
+        shipped
+    };
+    let fives = partners(3, 5, &gallery);
+    let partner_grid = |pack: &DigitPack, i: usize, color: DigitColor| {
+        let config = VoxelConfig {
+            coloring: Coloring::Fixed(color),
+            ..VoxelConfig::default()
+        };
+        voxelize_slice(&pack.images[i], &config, 0)
+            .unwrap()
+            .into_vec()
+    };
+    let cost = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(x - y).powi(2))
+            .sum::<f64>()
+            / a.len() as f64
+    };
+    let assert_partner = |r: &Value, pack: &DigitPack, i: usize, input: &[f32], color| {
+        assert_eq!(
+            r["partner"]["mnistIndex"], pack.indices[i],
+            "{}",
+            r["partnerText"]
+        );
+        let expected = cost(input, &partner_grid(pack, i, color));
+        let shown = r["partner"]["cost"].as_f64().unwrap();
+        assert!((shown - expected).abs() < 1e-6, "{shown} vs {expected}");
+        assert_eq!(r["partnerShown"], true);
+        let text = r["partnerText"].as_str().unwrap();
+        assert!(
+            text.contains(&format!("#{}", pack.indices[i])) && text.contains("not a lookup"),
+            "{text}"
+        );
+    };
+    for name in ["webgpu", "cpu"] {
+        assert_partner(get(name), &fives, 5, &input, DigitColor::Green);
+    }
+
     // The 3D view shows both digits.
     let (left, right) = drawn_pixels(&shot("webgpu").replace(".png", "-view.png"));
     assert!(
@@ -351,6 +405,16 @@ fn the_page_maps_renders_and_shares_views() {
             "ot3d-three-to-five-drawn-yellow.png"
         ]
     );
+    assert!(interact["partner"].is_null());
+    assert_eq!(interact["partnerShown"], false);
+    assert!(
+        interact["partnerText"]
+            .as_str()
+            .unwrap()
+            .contains("a drawing has no partner"),
+        "{}",
+        interact["partnerText"]
+    );
 
     // The other shipped pair: its own gallery (test 2s) and its own weights.
     let other = get("two-to-four");
@@ -368,6 +432,8 @@ fn the_page_maps_renders_and_shares_views() {
         DigitColor::Red,
     );
     assert_matches_native("two-to-four", other, &input, &output);
+    let fours = partners(2, 4, &twos);
+    assert_partner(other, &fours, 4, &input, DigitColor::Red);
 
     // Phone-sized screen.
     let phone = get("phone");

@@ -9,6 +9,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use ot3d_models::digit_pack::DigitPack;
 use ot3d_models::mnist::{LabeledImages, Split};
+use ot3d_models::ot_partners::partner_pack;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -35,12 +36,19 @@ impl SiteModel {
             "manifest": format!("models/{}/manifest.json", self.name),
             "weights": format!("models/{}/{}", self.name, self.weights_file),
             "digits": gallery_path(self.source_digit),
+            "ot_partners": partners_path(self.source_digit, self.target_digit),
         })
     }
 }
 
 fn gallery_path(digit: u8) -> String {
     format!("digits/test-{digit}.bin")
+}
+
+/// Entry `i`: the training digit of class `target` that exact discrete OT pairs with
+/// gallery digit `i` (the page's discrete-OT baseline).
+fn partners_path(source: u8, target: u8) -> String {
+    format!("digits/ot-partners-{source}to{target}.bin")
 }
 
 /// The transport maps under `pretrained` (directories whose manifest has kind
@@ -168,10 +176,26 @@ pub fn write_content(root: &Path, dist: &Path) -> Result<Vec<SiteModel>> {
     let mut sources: Vec<u8> = models.iter().map(|m| m.source_digit).collect();
     sources.sort_unstable();
     sources.dedup();
+    let mut galleries = std::collections::BTreeMap::new();
     for digit in sources {
         let pack = DigitPack::select(&test, Split::Test, digit, GALLERY_DIGITS)?;
         let path = dist.join(gallery_path(digit));
         write(&path, &pack.encode())?;
+        println!("    {}", path.display());
+        galleries.insert(digit, pack);
+    }
+
+    step(&format!(
+        "Site: discrete-OT partners of the galleries among {GALLERY_DIGITS} training digits of each target class"
+    ));
+    let (images_spec, labels_spec) = Split::Train.files();
+    let train = LabeledImages::parse(&read(images_spec.name)?, &read(labels_spec.name)?)
+        .context("the MNIST training files do not parse")?;
+    for model in &models {
+        let gallery = &galleries[&model.source_digit];
+        let partners = partner_pack(gallery, &train, model.target_digit)?;
+        let path = dist.join(partners_path(model.source_digit, model.target_digit));
+        write(&path, &partners.encode())?;
         println!("    {}", path.display());
     }
     Ok(models)
@@ -270,6 +294,10 @@ mod tests {
         let names: Vec<&str> = found.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["three-to-five", "two-to-four"]);
         assert_eq!(found[1].index_entry()["digits"], "digits/test-2.bin");
+        assert_eq!(
+            found[1].index_entry()["ot_partners"],
+            "digits/ot-partners-2to5.bin"
+        );
         model("Bad Name", "transport-map", 1);
         assert!(
             shipped_models(dir.path())

@@ -5,10 +5,10 @@
 
 use super::config::WarmStart;
 use crate::digits::{ClassDigits, grids_tensor};
-use crate::eval::metrics::min_cost_assignment;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::ProgressBar;
+use ot3d_models::assignment::min_cost_assignment;
 use ot3d_models::nets::Potential;
 use ot3d_models::nets::TransportMap;
 use ot3d_models::rng::SeedRng;
