@@ -167,6 +167,10 @@ pub struct FigureMapArgs {
     /// Directory holding the MNIST IDX files.
     #[arg(long, default_value = DEFAULT_MNIST_DIR)]
     pub data_dir: PathBuf,
+    /// Add the discrete-OT baseline: between x and T(x), the training target digit that
+    /// exact OT pairs x with (among 256 of its color).
+    #[arg(long)]
+    pub partners: bool,
 }
 
 #[derive(Args)]
@@ -525,8 +529,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     voxel: VoxelArgs,
     /// The recipe every setting below starts from; a flag given overrides its setting.
-    /// cpu-3to5: the shipped map's (width 8, batch 32, 600 warm-start regression steps on
-    /// exact OT pairs, one NOT step; ~10 min on 2 cores). gpu-3to5: the NOT reference
+    /// cpu-3to5: the shipped maps' (width 8, batch 32, 1800 warm-start regression steps on
+    /// exact OT pairs, one NOT step; ~20 min on 2 cores). gpu-3to5: the NOT reference
     /// (width 16, batch 64, K_T 10, 10,000 outer steps) for GPU servers.
     #[arg(long, value_enum, default_value = "cpu-3to5")]
     pub preset: PresetArg,

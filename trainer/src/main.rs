@@ -53,10 +53,27 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: a cause whose text its parent already shows (an
+/// error variant that embeds its source's message) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out += ": ";
+        }
+        out += &text;
+    }
+    out
 }
 
 fn export_digits(args: &ExportDigitsArgs) -> Result<()> {
@@ -345,6 +362,7 @@ fn figure_map(args: &FigureMapArgs) -> Result<()> {
         per_color: args.per_color as usize,
         seed: args.seed,
         cell: args.cell as usize,
+        partners: args.partners,
     };
     write_png(&args.out, &map_figure(&t, &manifest, &figure, &device)?)
 }

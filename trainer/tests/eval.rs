@@ -109,6 +109,21 @@ fn eval_of_the_identity_map_gives_the_identity_answers() {
         text.contains("FID-3D") && text.contains("exact OT"),
         "{text}"
     );
+    // The discrete-OT baseline: T(x) = x lies exactly as far from its partner as x does;
+    // partners are training 5s, so the cost is positive and the nearest is often another.
+    let b = report
+        .baseline
+        .as_ref()
+        .expect("eval computes the baseline");
+    assert_eq!(b.pool_per_color, 4);
+    assert!(b.partner_cost > 0.0 && b.real_to_nearest > 0.0, "{b:?}");
+    assert!((b.map_to_partner - b.partner_cost).abs() < 1e-9, "{b:?}");
+    assert!(b.map_to_nearest <= b.map_to_partner + 1e-9, "{b:?}");
+    assert!((0.0..=1.0).contains(&b.nearest_is_partner));
+    assert!(
+        text.contains("discrete-OT baseline (4 training 5s per color)"),
+        "{text}"
+    );
 
     let manifest = record_in_manifest(&model, &report).unwrap();
     assert_eq!(manifest.metrics["transport_cost"], 0.0);
@@ -153,6 +168,7 @@ fn eval_cli_refuses_bad_arguments_with_a_reason() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("manifest.json") && !err.contains("panicked"));
+    assert_eq!(err.matches("os error 2").count(), 1, "said once: {err}");
     let out = Command::new(ot3d)
         .args(["classifier", "train", "--flavors", "cubist"])
         .output()
@@ -205,6 +221,26 @@ fn figures_and_report_from_the_command_line() {
     assert!(ok, "{text}");
     let (w, h) = png_size(&figure);
     assert!(w > 3 * 40 && h > 8 * 40, "{w}×{h}");
+    // With the discrete-OT baseline: a third row per color, the partners between.
+    let partners = work.path().join("partners.png");
+    let (ok, text) = ot3d(&[
+        "figure",
+        "map",
+        "--weights",
+        &path(&model),
+        "--out",
+        &path(&partners),
+        "--per-color",
+        "3",
+        "--cell",
+        "2",
+        "--data-dir",
+        &path(&mnist),
+        "--partners",
+    ]);
+    assert!(ok, "{text}");
+    let (_, partner_h) = png_size(&partners);
+    assert!(partner_h > h + 4 * 40, "{partner_h} vs {h}");
 
     let eval_json = work.path().join("eval.json");
     let (ok, text) = ot3d(&[
@@ -242,6 +278,10 @@ fn figures_and_report_from_the_command_line() {
         "{markdown}"
     );
     assert!(markdown.contains("![map.png](map.png)"));
+    assert!(
+        markdown.contains("What does the network add to the discrete-OT pairing?"),
+        "{markdown}"
+    );
     assert!(markdown.contains("## Other maps"), "{markdown}");
     let (ok, text) = ot3d(&[
         "report",

@@ -2,13 +2,13 @@
 //! classifier (target accuracy, FID-3D), by color (preservation), by cost (against exact
 //! discrete OT and random pairing) and by spread (mode-collapse check).
 
+use super::baseline::{Baseline, baseline, partner_each_color};
 use super::classifier_train::{ClassifierError, load_classifier};
-use super::metrics::{
-    dominant_color, frechet_distance, mean_pairwise_sq_distance, min_cost_assignment,
-};
+use super::metrics::{dominant_color, frechet_distance, mean_pairwise_sq_distance};
 use crate::digits::{ClassDigits, DigitOrigin, DigitsError, grids_tensor};
 use crate::mapping::{MapError, load_model_dir, map_each_color};
 use burn::tensor::{Device, Tensor, TensorData};
+use ot3d_models::assignment::min_cost_assignment;
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::DigitClassifier;
 use ot3d_models::nets::classifier_weights::ClassifierManifest;
@@ -111,6 +111,10 @@ pub struct EvalReport {
     /// Set when the classifier was not trained on that flavor, so its verdicts are weaker.
     #[serde(default)]
     pub judge_warning: Option<String>,
+    /// T(x) beside each input's exact-OT partner among training targets (absent in reports
+    /// written before it existed).
+    #[serde(default)]
+    pub baseline: Option<Baseline>,
 }
 
 /// What the classifier makes of a set of digits, from one pass over them.
@@ -149,9 +153,11 @@ fn row(name: &str, is_target: &[bool], kept_color: Option<&[bool]>) -> Row {
     }
 }
 
-/// `[n, n]` matrix of ‖a_i − b_j‖²/D (row-major), through one matrix product.
-fn sq_distance_matrix(a: &[f32], b: &[f32], n: usize, device: &Device) -> Vec<f64> {
-    let a = Tensor::<2>::from_data(TensorData::new(a.to_vec(), [n, GRID_LEN]), device);
+/// `[m, n]` matrix of ‖a_i − b_j‖²/D (row-major) between the m digits of `a` and the n of
+/// `b`, through one matrix product.
+pub(crate) fn sq_distance_matrix(a: &[f32], b: &[f32], device: &Device) -> Vec<f64> {
+    let (m, n) = (a.len() / GRID_LEN, b.len() / GRID_LEN);
+    let a = Tensor::<2>::from_data(TensorData::new(a.to_vec(), [m, GRID_LEN]), device);
     let b = Tensor::<2>::from_data(TensorData::new(b.to_vec(), [n, GRID_LEN]), device);
     let aa = a.clone().powi_scalar(2).sum_dim(1);
     let bb = b.clone().powi_scalar(2).sum_dim(1).reshape([1, n]);
@@ -185,8 +191,8 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
     let (classifier, judge) = load_classifier(&request.classifier, device)?;
     let flavor = manifest.voxel.flavor.name().to_string();
     let target = manifest.target_digit;
-    // Stages: source digits mapped, real digits, classifier, exact OT.
-    let bar = crate::progress::steps_bar(4, request.progress);
+    // Stages: source digits mapped, real digits, classifier, exact OT, discrete-OT baseline.
+    let bar = crate::progress::steps_bar(5, request.progress);
     bar.set_message("mapping source digits");
 
     // Source test digits, a quarter in each color, and their maps.
@@ -194,7 +200,7 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
     let mut outputs = Vec::new();
     // (color, first digit, digits) of each color's share of `inputs`.
     let mut shares = Vec::new();
-    let mapped = map_each_color(
+    let by_color = map_each_color(
         &t,
         &manifest,
         &request.mnist_dir,
@@ -202,11 +208,11 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         request.seed,
         device,
     )?;
-    for part in mapped {
+    for part in &by_color {
         let first = inputs.len() / GRID_LEN;
         shares.push((part.color, first, part.inputs.len() / GRID_LEN));
-        inputs.extend(part.inputs);
-        outputs.extend(part.outputs);
+        inputs.extend_from_slice(&part.inputs);
+        outputs.extend_from_slice(&part.outputs);
     }
     bar.inc(1);
     bar.set_message("real target digits");
@@ -256,6 +262,17 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
     bar.inc(1);
     bar.set_message("exact OT");
     let cost = transport_costs(&inputs, &outputs, &target_test, device);
+    bar.inc(1);
+    bar.set_message("discrete-OT baseline");
+    let partnered = partner_each_color(
+        by_color,
+        &manifest.voxel,
+        &request.mnist_dir,
+        target,
+        request.seed,
+        device,
+    )?;
+    let baseline = baseline(&partnered, &target_test, device);
     bar.finish_and_clear();
     let diversity = Diversity {
         outputs: mean_pairwise_sq_distance(&outputs, GRID_LEN),
@@ -274,6 +291,7 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         seconds: started.elapsed().as_secs_f64(),
         judge_warning: judge_warning(&flavor, &judge),
         flavor,
+        baseline: Some(baseline),
     })
 }
 
@@ -321,7 +339,7 @@ pub fn transport_costs(inputs: &[f32], outputs: &[f32], targets: &[f32], device:
         .map(|(x, y)| ((x - y) as f64).powi(2))
         .sum::<f64>()
         / inputs.len() as f64;
-    let matrix = sq_distance_matrix(&inputs[..n * GRID_LEN], &targets[..n * GRID_LEN], n, device);
+    let matrix = sq_distance_matrix(&inputs[..n * GRID_LEN], &targets[..n * GRID_LEN], device);
     let assignment = min_cost_assignment(&matrix, n);
     let exact_ot = assignment
         .iter()
@@ -391,6 +409,19 @@ pub fn table(report: &EvalReport) -> String {
         report.diversity.real_targets,
         report.diversity.outputs / report.diversity.real_targets.max(f64::MIN_POSITIVE)
     );
+    if let Some(b) = &report.baseline {
+        out += &format!(
+            "discrete-OT baseline ({} training {}s per color)   x→partner {:.5}   T(x)→partner {:.5}   \
+             T(x)→nearest {:.5}   real→nearest {:.5}   nearest is partner {:.1}%\n",
+            b.pool_per_color,
+            report.target_digit,
+            b.partner_cost,
+            b.map_to_partner,
+            b.map_to_nearest,
+            b.real_to_nearest,
+            100.0 * b.nearest_is_partner
+        );
+    }
     if let Some(warning) = &report.judge_warning {
         out += &format!("\nwarning: {warning}\n");
     }

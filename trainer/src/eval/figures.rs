@@ -1,6 +1,7 @@
 //! `ot3d figure`: pictures people would rather look at than read — source test digits of
 //! each color above their maps, and a run's loss curves — as PNG.
 
+use super::baseline::partner_each_color;
 use crate::mapping::{MapError, MappedColor, map_each_color};
 use crate::training::log::StepRecord;
 use crate::training::warm_start::WarmStartReport;
@@ -72,10 +73,18 @@ pub struct MapFigure {
     pub seed: u64,
     /// Pixels per voxel edge.
     pub cell: usize,
+    /// Show, between x and T(x), each input's exact discrete-OT partner among
+    /// [`PARTNER_POOL`] training target digits of its color.
+    pub partners: bool,
 }
 
+/// Test digits per color paired by exact OT with as many training digits in the partner
+/// figure (the first `per_color` of them are shown), as in the page's baseline.
+pub const PARTNER_POOL: usize = 256;
+
 /// `per_color` random source test digits of each of the four colors, each input above its
-/// map T(x), one block of two rows per color, labeled.
+/// map T(x) (and, with `partners`, its discrete-OT partner between them), one labeled block
+/// of rows per color.
 pub fn map_figure(
     t: &TransportMap,
     manifest: &Manifest,
@@ -83,45 +92,89 @@ pub fn map_figure(
     device: &Device,
 ) -> Result<RgbImage, MapError> {
     let gap = figure.cell.max(2) * 2;
-    let label_width = text_width("yellow T(x)", 2) as usize + 2 * gap;
+    let widest = if figure.partners {
+        "yellow OT pair"
+    } else {
+        "yellow T(x)"
+    };
+    let label_width = text_width(widest, 2) as usize + 2 * gap;
     let mut rows: Vec<(String, Vec<RgbImage>)> = Vec::new();
+    let shown = figure.per_color * GRID_LEN;
+    let render = |grids: &[f32]| -> Vec<RgbImage> {
+        grids[..shown.min(grids.len())]
+            .chunks(GRID_LEN)
+            .map(|g| render_digit(g, figure.cell))
+            .collect()
+    };
+    let per_color = if figure.partners {
+        PARTNER_POOL.max(figure.per_color)
+    } else {
+        figure.per_color
+    };
     let mapped = map_each_color(
         t,
         manifest,
         &figure.mnist_dir,
-        figure.per_color,
+        per_color,
         figure.seed,
         device,
     )?;
-    for MappedColor {
-        color,
-        inputs,
-        outputs,
-    } in mapped
-    {
-        let render = |grids: &[f32]| -> Vec<RgbImage> {
-            grids
-                .chunks(GRID_LEN)
-                .map(|g| render_digit(g, figure.cell))
-                .collect()
-        };
-        rows.push((format!("{color} x"), render(&inputs)));
-        rows.push((format!("{color} T(x)"), render(&outputs)));
+    if figure.partners {
+        let blocks = partner_each_color(
+            mapped,
+            &manifest.voxel,
+            &figure.mnist_dir,
+            manifest.target_digit,
+            figure.seed,
+            device,
+        )?;
+        for b in blocks {
+            rows.push((format!("{} x", b.color), render(&b.inputs)));
+            rows.push((format!("{} OT pair", b.color), render(&b.partners)));
+            rows.push((format!("{} T(x)", b.color), render(&b.outputs)));
+        }
+    } else {
+        for MappedColor {
+            color,
+            inputs,
+            outputs,
+        } in mapped
+        {
+            rows.push((format!("{color} x"), render(&inputs)));
+            rows.push((format!("{color} T(x)"), render(&outputs)));
+        }
     }
+    let block = if figure.partners { 3 } else { 2 };
     let tile = rows[0].1.first().map_or(1, |i| i.width);
     let columns = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
-    let title = map_title(manifest);
-    let title_height = 8 * 2 + 2 * gap;
-    // Wide enough for the digits and for the whole title.
-    let width =
-        (label_width + columns * (tile + gap) + gap).max(text_width(&title, 2) as usize + 2 * gap);
-    // An extra gap between color blocks, so pairs read as pairs.
-    let height = title_height + rows.len() * (tile + gap) + (rows.len() / 2) * gap + gap;
+    let mut titles = vec![map_title(manifest)];
+    if figure.partners {
+        titles.push(format!(
+            "middle rows: the training {} exact OT pairs x with, among {per_color} of its color",
+            manifest.target_digit
+        ));
+    }
+    let line_height = 8 * 2 + gap / 2;
+    let title_height = titles.len() * line_height + 2 * gap;
+    // Wide enough for the digits and for every title line.
+    let widest_title = titles.iter().map(|t| text_width(t, 2)).max().unwrap_or(0);
+    let width = (label_width + columns * (tile + gap) + gap).max(widest_title as usize + 2 * gap);
+    // An extra gap between color blocks, so each block reads as one.
+    let height = title_height + rows.len() * (tile + gap) + (rows.len() / block) * gap + gap;
     let mut image = RgbImage::filled(width, height, PANEL);
-    draw_text(&mut image, gap as i64, gap as i64, &title, LABEL, 2);
+    for (i, line) in titles.iter().enumerate() {
+        draw_text(
+            &mut image,
+            gap as i64,
+            (gap + i * line_height) as i64,
+            line,
+            LABEL,
+            2,
+        );
+    }
     let mut y = title_height;
     for (i, (label, pictures)) in rows.iter().enumerate() {
-        if i > 0 && i % 2 == 0 {
+        if i > 0 && i % block == 0 {
             y += gap;
         }
         draw_text(

@@ -2,6 +2,7 @@
 //! the assignment's questions with the measured numbers (every sentence that judges is
 //! chosen by a number, never written in advance).
 
+use super::baseline::Baseline;
 use super::evaluate::{EvalReport, Row, training_summary};
 use ot3d_models::nets::classifier_weights::ClassifierManifest;
 
@@ -115,6 +116,9 @@ pub fn results_markdown(
          real test {s}s and {t}s is {:.5}, random pairing {:.5}: {shape_sentence}.\n\n",
         cost.map, cost.exact_ot, cost.random_pairing
     );
+    if let Some(b) = &report.baseline {
+        md += &baseline_answer(b, s, t);
+    }
     let per_color: Vec<&Row> = report
         .rows
         .iter()
@@ -187,6 +191,41 @@ pub fn results_markdown(
         }
     );
     md
+}
+
+/// "What does the network add to the discrete-OT pairing?", with the verdict chosen by the
+/// distances.
+fn baseline_answer(b: &Baseline, s: u8, t: u8) -> String {
+    let verdict = if b.nearest_is_partner >= 0.5 && b.map_to_partner < 0.5 * b.real_to_nearest {
+        format!(
+            "T mostly reproduces its pairing: for most inputs it returns a near copy of the \
+             training {t} exact OT assigned"
+        )
+    } else if b.map_to_nearest < 0.5 * b.real_to_nearest {
+        format!(
+            "T(x) sits closer to the training {t}s than new real {t}s do, yet is rarely a copy \
+             of its partner: the outputs are smoother than real digits (averages of the {t}s a \
+             {s} could be paired with), not lookups"
+        )
+    } else {
+        format!(
+            "T(x) is about as far from every training {t} as a new real {t} is: the network \
+             makes new {t}s rather than copying its pairing"
+        )
+    };
+    format!(
+        "**What does the network add to the discrete-OT pairing?** Exact OT between the test \
+         {s}s of each color and as many training {t}s of that color ({} per color) pairs each \
+         {s} with one training {t} at mean cost {:.5}. T(x) lies {:.5} from that partner and \
+         {:.5} from the nearest training {t} (real test {t}s: {:.5}); the nearest training {t} \
+         is the partner itself for {}. {verdict}.\n\n",
+        b.pool_per_color,
+        b.partner_cost,
+        b.map_to_partner,
+        b.map_to_nearest,
+        b.real_to_nearest,
+        pct(b.nearest_is_partner)
+    )
 }
 
 /// A section comparing other evaluated maps (other flavors, transfer, stacking…): one row
@@ -291,6 +330,7 @@ mod tests {
             seconds: 1.0,
             flavor: "plain".into(),
             judge_warning: None,
+            baseline: None,
         }
     }
 
@@ -408,5 +448,33 @@ mod tests {
         assert!(bad.contains("Color does not reliably survive"));
         assert!(bad.contains("as far as a random pairing"));
         assert!(bad.contains("![map.png](map.png)"));
+    }
+
+    #[test]
+    fn the_baseline_answer_names_copying_smoothing_or_new_digits_by_the_distances() {
+        let with = |partner: f64, nearest: f64, hits: f64| {
+            let mut r = report(0.95, 0.99, 0.019);
+            r.baseline = Some(Baseline {
+                pool_per_color: 250,
+                partner_cost: 0.012,
+                map_to_partner: partner,
+                map_to_nearest: nearest,
+                real_to_nearest: 0.008,
+                nearest_is_partner: hits,
+            });
+            results_markdown(&r, &classifier(), &[])
+        };
+        let copy = with(0.001, 0.001, 0.9);
+        assert!(copy.contains("mostly reproduces its pairing"), "{copy}");
+        assert!(copy.contains("(250 per color)") && copy.contains("for 90.0%"));
+        let smooth = with(0.01, 0.003, 0.05);
+        assert!(smooth.contains("smoother than real digits"), "{smooth}");
+        let new = with(0.012, 0.008, 0.05);
+        assert!(new.contains("makes new 5s"), "{new}");
+        let old = results_markdown(&report(0.95, 0.99, 0.019), &classifier(), &[]);
+        assert!(
+            !old.contains("discrete-OT pairing"),
+            "no baseline, no answer"
+        );
     }
 }
