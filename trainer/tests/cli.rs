@@ -337,7 +337,7 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
             &cpu["warm_start"]["steps"],
             &cpu["nets"]["t_width"]
         ),
-        (&0.01.into(), &600.into(), &4.into())
+        (&0.01.into(), &1800.into(), &4.into())
     );
     let off = dry_run_config(&["--data-dir", dir, "--warm-start-steps", "0"]);
     assert!(off["warm_start"].is_null());
