@@ -517,6 +517,11 @@ pub struct TrainArgs {
     /// warm start, if any, then regresses that T onto this run's OT pairs.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
+    /// Stacking: learn a map from the outputs of this model directory's map (same digit
+    /// pair, e.g. models/pretrained/three-to-five) to real targets; mapping a digit then
+    /// runs that map first. With --init-from that map's run, T2 starts as T1.
+    #[arg(long)]
+    pub stack_on: Option<PathBuf>,
     /// Print the config and the networks' parameter counts, then stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -687,6 +692,7 @@ impl TrainArgs {
                 .warm_start_f_steps
                 .unwrap_or(preset_warm.as_ref().map_or(0, |w| w.f_steps)),
         });
+        config.stack_on = self.stack_on.clone();
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;

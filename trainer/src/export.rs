@@ -4,14 +4,15 @@
 use crate::atomic_file::write_atomic;
 use crate::digits::{ClassDigits, DigitsError, grids_tensor};
 use crate::training::checkpoint::{self, CheckpointError};
+use crate::training::config::TrainConfig;
 use crate::training::run::{TrainError, read_config};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::TransportMap;
 use ot3d_models::nets::burnpack::{Precision, load_bytes_with, to_bytes_with};
 use ot3d_models::nets::weights::{
-    FORMAT_VERSION, MANIFEST_FILE, Manifest, TRANSPORT_MAP_KIND, TransportShape, WEIGHTS_FILE,
-    WeightsError, encode_transport_map,
+    FORMAT_VERSION, MANIFEST_FILE, Manifest, StackedOn, TRANSPORT_MAP_KIND, TransportShape,
+    WEIGHTS_FILE, WeightsError, encode_transport_map,
 };
 use ot3d_models::voxel::{GRID_LEN, VoxelError};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,24 @@ pub enum ExportError {
         path: PathBuf,
         error: std::io::Error,
     },
+}
+
+/// The manifest link of a stacked run: its `--stack-on` directory and that map's sha256,
+/// read now so that a later change of that directory is caught when the map is used.
+fn stacked_on(config: &TrainConfig) -> Result<Option<StackedOn>, ExportError> {
+    let Some(dir) = &config.stack_on else {
+        return Ok(None);
+    };
+    let path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|error| ExportError::Io {
+        path: path.clone(),
+        error,
+    })?;
+    let below = Manifest::parse(&text)?;
+    Ok(Some(StackedOn {
+        dir: dir.display().to_string(),
+        sha256: below.sha256,
+    }))
 }
 
 /// What an export wrote and measured.
@@ -150,6 +169,7 @@ pub fn export(
         weights_file: WEIGHTS_FILE.into(),
         weights_bytes: 0,
         sha256: String::new(),
+        stacked_on: stacked_on(&config)?,
     };
     let (manifest, json, weights) = encode_transport_map(&t, manifest)?;
     // Weights first: a manifest is never left pointing at weights that are not there yet.

@@ -15,4 +15,5 @@ pub mod mnist_dir;
 pub mod npy;
 pub mod preview;
 pub mod progress;
+pub mod stack;
 pub mod training;

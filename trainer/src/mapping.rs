@@ -3,6 +3,7 @@
 
 use crate::digits::{ClassDigits, DigitOrigin, DigitsError};
 use crate::export::apply_with_noise;
+use crate::stack::Stack;
 use burn::tensor::Device;
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::weights::{MANIFEST_FILE, Manifest, WeightsError};
@@ -33,6 +34,8 @@ pub enum MapError {
     Data(#[from] DigitsError),
     #[error("cannot voxelize: {0}")]
     Voxel(#[from] VoxelError),
+    #[error("the stacked-on map {dir}: {why}")]
+    Stack { dir: PathBuf, why: String },
 }
 
 /// Loads a model directory (manifest + weights), fully validated.
@@ -99,13 +102,16 @@ pub fn map_digits(
         .collect();
     let inputs: Vec<f32> = picked.into_iter().flat_map(|(_, g)| g.into_vec()).collect();
     let n = inputs.len() / GRID_LEN;
+    // A stacked map maps what the maps below it made of the digits.
+    let stack = Stack::below(manifest, device)?;
     let mut out = Vec::with_capacity(2 * inputs.len());
     for (i, chunk) in inputs.chunks(CHUNK * GRID_LEN).enumerate() {
         let z = (noise_len > 0).then(|| {
             let start = i * CHUNK * noise_len;
             &noise[start..start + chunk.len() / GRID_LEN * noise_len]
         });
-        let mapped = apply_with_noise(t, chunk, z, device);
+        let staged = stack.apply_values(chunk, device);
+        let mapped = apply_with_noise(t, &staged, z, device);
         for (x, y) in chunk.chunks(GRID_LEN).zip(mapped.chunks(GRID_LEN)) {
             out.extend_from_slice(x);
             out.extend_from_slice(y);

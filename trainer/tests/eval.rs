@@ -47,6 +47,7 @@ fn identity_model(dir: &Path) {
         weights_file: WEIGHTS_FILE.into(),
         weights_bytes: 0,
         sha256: String::new(),
+        stacked_on: None,
     };
     let (_, json, weights) = encode_transport_map(&t, manifest).unwrap();
     std::fs::create_dir_all(dir).unwrap();

@@ -4,6 +4,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use ot3d_tests::mnist_dir;
+use ot3d_trainer::stack::Stack;
 use ot3d_trainer::training::checkpoint::{
     Checkpoint, TrainingState, latest_dir, load_latest_nets, save,
 };
@@ -400,6 +401,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
     let fives = ClassDigits::load(&origin, Split::Train, 5).unwrap();
     let pairs = ot_pairs(
         &threes,
+        &Stack::default(),
         &fives,
         &VoxelConfig::default(),
         6,
@@ -484,4 +486,125 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         ..config
     };
     assert!(bad.validate().unwrap_err().contains("pairs per color"));
+}
+
+#[test]
+fn stacking_trains_on_the_map_below_and_maps_through_it() {
+    use ot3d_models::mnist::Split;
+    use ot3d_models::nets::burnpack::Precision;
+    use ot3d_models::nets::weights::MANIFEST_FILE;
+    use ot3d_models::rng::SeedRng;
+    use ot3d_trainer::digits::ClassDigits;
+    use ot3d_trainer::export::{PrecisionChoice, apply, export};
+    use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, split_pairs};
+    use ot3d_trainer::training::sampler::BatchSampler;
+
+    let Some(config) = tiny(2) else { return };
+    let device = Device::flex();
+    let work = tempfile::tempdir().unwrap();
+    let (run1, map1) = (work.path().join("run1"), work.path().join("map1"));
+    run(&config, &run1, Start::New).unwrap();
+    export(
+        &run1,
+        &map1,
+        PrecisionChoice::Exactly(Precision::F32),
+        &device,
+    )
+    .unwrap();
+
+    // T2 learns from T1's outputs, starting as T1.
+    let stacked = TrainConfig {
+        stack_on: Some(map1.clone()),
+        ..config.clone()
+    };
+    let (run2, map2) = (work.path().join("run2"), work.path().join("map2"));
+    run(&stacked, &run2, Start::InitFrom(run1.clone())).unwrap();
+    assert_eq!(read_config(&run2).unwrap().stack_on, Some(map1.clone()));
+    let exported = export(
+        &run2,
+        &map2,
+        PrecisionChoice::Exactly(Precision::F32),
+        &device,
+    )
+    .unwrap();
+    let (t1, m1) = load_model_dir(&map1, &device).unwrap();
+    let link = exported
+        .manifest
+        .stacked_on
+        .clone()
+        .expect("a stacked map names its base");
+    assert_eq!(
+        (link.dir.as_str(), &link.sha256),
+        (map1.to_str().unwrap(), &m1.sha256)
+    );
+
+    // Its batches are T1's outputs on the same draws.
+    let origin = config.data.origin();
+    let threes = || ClassDigits::load(&origin, Split::Train, 3).unwrap();
+    let (stack, _) = Stack::on_top_of(&map1, 3, 5, config.data.voxel(), &device).unwrap();
+    assert_eq!(stack.levels(), 1);
+    let sampler = BatchSampler::new(threes()).stacked(stack);
+    let plain = BatchSampler::new(threes());
+    let draw = |s: &BatchSampler| {
+        let mut rng = SeedRng::new(5);
+        s.batch(3, &mut rng, &device)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let raw = draw(&plain);
+    assert_eq!(draw(&sampler), apply(&t1, &raw, &device));
+
+    // Mapping a digit runs T1, then T2; inputs stay the raw digits.
+    let (t2, m2) = load_model_dir(&map2, &device).unwrap();
+    let request = MapRequest {
+        mnist_dir: mnist_dir().unwrap(),
+        split: Split::Test,
+        count: 4,
+        coloring: None,
+        seed: 1,
+    };
+    let (_, pairs) = map_digits(&t2, &m2, &request, &device).unwrap();
+    let (inputs, outputs) = split_pairs(&pairs);
+    let through = apply(&t2, &apply(&t1, &inputs, &device), &device);
+    let diff = outputs
+        .iter()
+        .zip(&through)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-6, "{diff}");
+    // A third level sees both maps below it.
+    let (two_below, _) = Stack::on_top_of(&map2, 3, 5, config.data.voxel(), &device).unwrap();
+    assert_eq!(two_below.levels(), 2);
+
+    // The map below was replaced: named, not silently mapped through another map.
+    let mut tampered = m2.clone();
+    tampered.stacked_on.as_mut().unwrap().sha256 = "0".repeat(64);
+    let err = map_digits(&t2, &tampered, &request, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("replaced") && err.contains("map1"), "{err}");
+    // A map of another pair cannot be stacked on.
+    let other = work.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for file in std::fs::read_dir(&map1).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, other.join(file.file_name().unwrap())).unwrap();
+    }
+    let text = std::fs::read_to_string(other.join(MANIFEST_FILE)).unwrap();
+    std::fs::write(
+        other.join(MANIFEST_FILE),
+        text.replace("\"source_digit\": 3", "\"source_digit\": 2"),
+    )
+    .unwrap();
+    let wrong = TrainConfig {
+        stack_on: Some(other),
+        ..config
+    };
+    let err = run(&wrong, &work.path().join("run3"), Start::New).unwrap_err();
+    assert!(
+        matches!(err, TrainError::Stack(_)) && err.to_string().contains("maps 2 → 5"),
+        "{err}"
+    );
 }

@@ -46,6 +46,12 @@ impl Mapper {
             load_transport_map(manifest_json, weights, &device).map_err(|e| {
                 format!("the model files are not usable: {e}. Rebuild the site with `cargo xtask web` (it copies models/pretrained), or re-export the model with `ot3d export`")
             })?;
+        if let Some(stack) = &manifest.stacked_on {
+            return Err(format!(
+                "this map is stacked on {} (it maps that map's outputs, not digits) and the page runs single maps; ship a map trained without --stack-on",
+                stack.dir
+            ));
+        }
         Ok(Self {
             t,
             manifest,
@@ -195,6 +201,7 @@ mod tests {
             weights_file: WEIGHTS_FILE.into(),
             weights_bytes: 0,
             sha256: String::new(),
+            stacked_on: None,
         };
         let (_, json, bytes) = encode_transport_map(&t, manifest).unwrap();
         (json, bytes, t)
@@ -231,5 +238,25 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("format_version"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_stacked_map() {
+        let (json, bytes, _) = exported();
+        let mut manifest: serde_json::Value = serde_json::from_str(&json).unwrap();
+        manifest["stacked_on"] = serde_json::json!({"dir": "models/t1", "sha256": "ab"});
+        let err = Mapper::load(
+            &manifest.to_string(),
+            &bytes,
+            Device::flex(),
+            Backend::Cpu,
+            String::new(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.contains("stacked on models/t1") && err.contains("single maps"),
+            "{err}"
+        );
     }
 }

@@ -70,6 +70,13 @@ pub fn shipped_models(pretrained: &Path) -> Result<Vec<SiteModel>> {
         if json["kind"] != "transport-map" {
             continue;
         }
+        if !json["stacked_on"].is_null() {
+            bail!(
+                "{} is a stacked map (trained on the outputs of {}): the page runs single maps; move it out of models/pretrained",
+                dir.display(),
+                json["stacked_on"]["dir"]
+            );
+        }
         let name = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -298,6 +305,17 @@ mod tests {
             found[1].index_entry()["ot_partners"],
             "digits/ot-partners-2to5.bin"
         );
+        let stacked = dir.path().join("stacked");
+        std::fs::create_dir_all(&stacked).unwrap();
+        let json = serde_json::json!({"kind": "transport-map", "source_digit": 3, "target_digit": 5,
+            "weights_file": "transport.bpk", "stacked_on": {"dir": "runs/t1", "sha256": "ab"}});
+        std::fs::write(stacked.join("manifest.json"), json.to_string()).unwrap();
+        let err = shipped_models(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("stacked map") && err.contains("runs/t1"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&stacked).unwrap();
         model("Bad Name", "transport-map", 1);
         assert!(
             shipped_models(dir.path())

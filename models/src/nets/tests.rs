@@ -205,6 +205,7 @@ mod weights_format {
             weights_file: WEIGHTS_FILE.into(),
             weights_bytes: 0,
             sha256: String::new(),
+            stacked_on: None,
         }
     }
 

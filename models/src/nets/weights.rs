@@ -70,6 +70,20 @@ pub struct Manifest {
     pub weights_file: String,
     pub weights_bytes: usize,
     pub sha256: String,
+    /// Set on a stacked map (trained on an earlier map's outputs, T2 on T1(X)): mapping a
+    /// digit runs that map first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacked_on: Option<StackedOn>,
+}
+
+/// The earlier map a stacked map runs after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackedOn {
+    /// Its model directory, as given to `ot3d train --stack-on`.
+    pub dir: String,
+    /// Its weights' sha256, so a changed directory is caught.
+    pub sha256: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -164,6 +164,10 @@ pub struct TrainConfig {
     /// Regression onto exact OT pairs before NOT (new runs only); None = T starts at init.
     #[serde(default)]
     pub warm_start: Option<WarmStart>,
+    /// Stacking: the model directory of an earlier map of the same pair; this run learns a
+    /// map from that map's outputs (T2 on T1(X)) to real targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_on: Option<PathBuf>,
 }
 
 /// Named training recipes (`ot3d train --preset`); every flag given overrides its setting.
@@ -236,6 +240,7 @@ impl TrainConfig {
             seed: 0,
             weak: None,
             warm_start: None,
+            stack_on: None,
         }
     }
 

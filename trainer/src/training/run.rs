@@ -12,6 +12,7 @@ use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
 use crate::digits::{ClassDigits, DigitsError};
 use crate::progress::steps_bar;
+use crate::stack::Stack;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
@@ -49,6 +50,8 @@ pub enum TrainError {
     Data(#[from] DigitsError),
     #[error("cannot make a batch: {0}")]
     Voxel(#[from] VoxelError),
+    #[error("--stack-on: {0}")]
+    Stack(#[from] crate::mapping::MapError),
     #[error(
         "{dir} already holds a run (config.json): resume it with --resume, or pick another --run directory"
     )]
@@ -213,6 +216,19 @@ pub fn train(
     let device = device.clone().autodiff();
     let source_digits = class_digits(config, config.source)?;
     let target_digits = class_digits(config, config.target)?;
+    let stack = match &config.stack_on {
+        Some(dir) => {
+            Stack::on_top_of(
+                dir,
+                config.source,
+                config.target,
+                config.data.voxel(),
+                &device,
+            )?
+            .0
+        }
+        None => Stack::default(),
+    };
 
     let mut state = match &start {
         Start::New | Start::InitFrom(_) => {
@@ -248,7 +264,7 @@ pub fn train(
 
     let started_run = Instant::now();
     let bar = steps_bar(config.steps, progress);
-    let source = BatchSampler::new(source_digits);
+    let source = BatchSampler::new(source_digits).stacked(stack);
     let target = BatchSampler::new(target_digits);
     // Transfer learning runs the warm start too, from the transferred T: regressing onto
     // the new data's OT pairs is the fast part of adapting a map (--warm-start-steps 0
@@ -257,6 +273,7 @@ pub fn train(
         let (t, mut report) = warm_start(
             state.t,
             source.digits(),
+            source.stack(),
             target.digits(),
             config.data.voxel(),
             settings,

@@ -3,6 +3,7 @@
 //! colors, rotations and jitter differ every time a digit comes back.
 
 use crate::digits::{ClassDigits, grids_tensor};
+use crate::stack::Stack;
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::nets::gaussian_noise;
 use ot3d_models::rng::SeedRng;
@@ -10,11 +11,25 @@ use ot3d_models::voxel::{GRID, VoxelError};
 
 pub struct BatchSampler {
     digits: ClassDigits,
+    /// Maps run on every batch (stacking: the source digits a stacked map sees).
+    stack: Stack,
 }
 
 impl BatchSampler {
     pub fn new(digits: ClassDigits) -> Self {
-        Self { digits }
+        Self {
+            digits,
+            stack: Stack::default(),
+        }
+    }
+
+    /// Batches pass through `stack` before they are returned.
+    pub fn stacked(self, stack: Stack) -> Self {
+        Self { stack, ..self }
+    }
+
+    pub fn stack(&self) -> &Stack {
+        &self.stack
     }
 
     pub fn digits(&self) -> &ClassDigits {
@@ -38,7 +53,7 @@ impl BatchSampler {
             let seed = rng.next_u64();
             values.extend_from_slice(self.digits.grid(index, seed)?.as_slice());
         }
-        Ok(grids_tensor(values, device))
+        Ok(self.stack.apply(grids_tensor(values, device)))
     }
 }
 

@@ -5,6 +5,7 @@
 
 use super::config::WarmStart;
 use crate::digits::{ClassDigits, grids_tensor};
+use crate::stack::Stack;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::ProgressBar;
@@ -65,9 +66,12 @@ fn cost_matrix(a: &[f32], b: &[f32], n: usize, device: &Device) -> Vec<f64> {
         .collect()
 }
 
-/// Exact OT pairs between `per_block` random source and target digits in each color block.
+/// Exact OT pairs between `per_block` random source and target digits in each color block;
+/// the source digits pass through `stack` first (stacking pairs T1(x) with real targets).
+#[allow(clippy::too_many_arguments)]
 pub fn ot_pairs(
     source: &ClassDigits,
+    stack: &Stack,
     target: &ClassDigits,
     voxel: &VoxelConfig,
     per_block: usize,
@@ -81,6 +85,7 @@ pub fn ot_pairs(
         let xs = source
             .with_voxel(&block)
             .sample_values(per_block, rng.next_u64())?;
+        let xs = stack.apply_values(&xs, device);
         let ys = target
             .with_voxel(&block)
             .sample_values(per_block, rng.next_u64())?;
@@ -125,6 +130,7 @@ pub struct WarmStartReport {
 pub fn warm_start(
     t: TransportMap,
     source: &ClassDigits,
+    stack: &Stack,
     target: &ClassDigits,
     voxel: &VoxelConfig,
     settings: &WarmStart,
@@ -137,6 +143,7 @@ pub fn warm_start(
     bar.set_message("warm start: exact OT pairs");
     let pairs = ot_pairs(
         source,
+        stack,
         target,
         voxel,
         settings.pairs_per_color,
