@@ -95,6 +95,7 @@ fn small_map(width: usize, depth: usize, precision: Precision, device: &Device) 
         weights_file: "transport.bpk".into(),
         weights_bytes: 0,
         sha256: String::new(),
+        stacked_on: None,
     };
     let (_, json, weights) = encode_transport_map(&t, manifest).unwrap();
     Original {
