@@ -400,6 +400,7 @@ mod tests {
             "../../../models/pretrained/three-to-five/manifest.json"
         ))
         .unwrap();
+        manifest.warm_start_steps = 600;
         assert_eq!(
             map_title(&manifest),
             "3 -> 5: test digits x above T(x) (600 warm-start regression steps, then 1 NOT step)"
