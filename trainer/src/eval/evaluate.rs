@@ -115,6 +115,10 @@ pub struct EvalReport {
     /// written before it existed).
     #[serde(default)]
     pub baseline: Option<Baseline>,
+    /// A stacked map's base (the model directory its manifest names); its rows are for
+    /// the whole chain.
+    #[serde(default)]
+    pub stacked_on: Option<String>,
 }
 
 /// What the classifier makes of a set of digits, from one pass over them.
@@ -292,6 +296,7 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         judge_warning: judge_warning(&flavor, &judge),
         flavor,
         baseline: Some(baseline),
+        stacked_on: manifest.stacked_on.as_ref().map(|s| s.dir.clone()),
     })
 }
 
@@ -369,6 +374,15 @@ pub fn training_summary(training_steps: u64, warm_start_steps: u64) -> String {
     }
 }
 
+/// The report's training line: [`training_summary`], and the base map when stacked.
+pub fn report_training(report: &EvalReport) -> String {
+    let summary = training_summary(report.training_steps, report.warm_start_steps);
+    match &report.stacked_on {
+        Some(dir) => format!("{summary}, stacked on {dir}"),
+        None => summary,
+    }
+}
+
 /// The report as a terminal table.
 pub fn table(report: &EvalReport) -> String {
     let mut out = format!(
@@ -376,7 +390,7 @@ pub fn table(report: &EvalReport) -> String {
         report.model.display(),
         report.source_digit,
         report.target_digit,
-        training_summary(report.training_steps, report.warm_start_steps),
+        report_training(report),
         report.seconds
     );
     out += &format!(

@@ -292,10 +292,16 @@ fn draw_line(image: &mut RgbImage, from: (i64, i64), to: (i64, i64), color: [u8;
 
 /// The map figure's title: the pair, the flavor when it is not plain, and the training.
 pub fn map_title(manifest: &Manifest) -> String {
-    let flavor = match manifest.voxel.flavor.name() {
+    let mut flavor = match manifest.voxel.flavor.name() {
         "plain" => String::new(),
         other => format!(", {other}"),
     };
+    if let Some(stack) = &manifest.stacked_on {
+        let base = std::path::Path::new(&stack.dir)
+            .file_name()
+            .map_or_else(|| stack.dir.clone(), |n| n.to_string_lossy().into_owned());
+        flavor += &format!(", stacked on {base}");
+    }
     format!(
         "{} -> {}{flavor}: test digits x above T(x) ({})",
         manifest.source_digit,
@@ -407,6 +413,15 @@ mod tests {
         );
         manifest.voxel.flavor = ot3d_models::voxel::Flavor::Rotated { max_degrees: 45.0 };
         assert!(map_title(&manifest).starts_with("3 -> 5, rotated: "));
+        manifest.stacked_on = Some(ot3d_models::nets::weights::StackedOn {
+            dir: "runs/t1-model".into(),
+            sha256: String::new(),
+        });
+        assert!(
+            map_title(&manifest).starts_with("3 -> 5, rotated, stacked on t1-model: "),
+            "{}",
+            map_title(&manifest)
+        );
     }
 
     #[test]
