@@ -372,7 +372,12 @@ fn saving_a_step_twice_never_removes_what_latest_names() {
         },
     };
     let first = save(dir.path(), &checkpoint).unwrap();
+    // What a process killed while writing step 5 left: swept by the next save.
+    let stale = dir.path().join("checkpoints/.step-00000005.partial");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("t.bpk"), b"half").unwrap();
     let second = save(dir.path(), &checkpoint).unwrap();
+    assert!(!stale.exists(), "a stale partial checkpoint is removed");
     assert!(first.ends_with("step-00000007") && second.ends_with("step-00000007-2"));
     assert!(
         first.is_dir(),

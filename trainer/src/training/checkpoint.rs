@@ -130,11 +130,23 @@ pub fn save(run: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointEr
     Ok(final_dir)
 }
 
-/// Removes all but the newest `KEEP` complete checkpoints (never the latest).
+/// Removes all but the newest `KEEP` complete checkpoints (never the latest), and any
+/// half-written `.step-….partial` directory a killed process left behind (one run writes
+/// at a time, so none is in progress now).
 fn prune(root: &Path, latest: &str) -> Result<(), CheckpointError> {
-    let mut names: Vec<String> = std::fs::read_dir(root)
+    let entries: Vec<String> = std::fs::read_dir(root)
         .map_err(io(root))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    for stale in entries
+        .iter()
+        .filter(|n| n.starts_with(".step-") && n.ends_with(".partial"))
+    {
+        let dir = root.join(stale);
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    }
+    let mut names: Vec<String> = entries
+        .into_iter()
         .filter(|n| n.starts_with("step-"))
         .collect();
     names.sort();
