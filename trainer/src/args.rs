@@ -606,6 +606,10 @@ pub struct TrainArgs {
     /// potential that already tells T(x) from real targets [default: 0].
     #[arg(long)]
     warm_start_f_steps: Option<u64>,
+    /// Warm start: split the regression into this many cycles, each restarting Adam
+    /// (warm restarts) [default: the preset's, else 1].
+    #[arg(long)]
+    warm_start_cycles: Option<u64>,
     /// Adam β1 of both networks (0 is common for such min-max games) [default: the preset's].
     #[arg(long)]
     beta_1: Option<f32>,
@@ -691,6 +695,9 @@ impl TrainArgs {
             f_steps: self
                 .warm_start_f_steps
                 .unwrap_or(preset_warm.as_ref().map_or(0, |w| w.f_steps)),
+            cycles: self
+                .warm_start_cycles
+                .unwrap_or(preset_warm.as_ref().map_or(1, |w| w.cycles)),
         });
         config.stack_on = self.stack_on.clone();
         config

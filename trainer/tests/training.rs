@@ -438,6 +438,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         steps: 3,
         lr: 1e-2,
         f_steps: 2,
+        cycles: 1,
     });
     let dir = tempfile::tempdir().unwrap();
     let plain = tempfile::tempdir().unwrap();
@@ -487,10 +488,53 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             steps: 3,
             lr: 1e-2,
             f_steps: 0,
+            cycles: 1,
         }),
-        ..config
+        ..config.clone()
     };
     assert!(bad.validate().unwrap_err().contains("pairs per color"));
+
+    // Warm restarts: the same first step, then a fresh Adam state changes the path.
+    let cycled = |cycles: u64| {
+        let mut c = config.clone();
+        c.warm_start = Some(WarmStart {
+            pairs_per_color: 4,
+            steps: 4,
+            lr: 1e-2,
+            f_steps: 0,
+            cycles,
+        });
+        c
+    };
+    let losses = |cycles: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        run(&cycled(cycles), dir.path(), Start::New).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&read(dir.path().join(WARM_START_FILE))).unwrap();
+        report["regression_losses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (one, two) = (losses(1), losses(2));
+    assert_eq!(
+        one[..3],
+        two[..3],
+        "identical until the restart after step 2"
+    );
+    assert_ne!(one[3], two[3], "the restart changes step 4");
+    for bad in [0, 5] {
+        let err = cycled(bad).validate().unwrap_err();
+        assert!(err.contains("cycles must be 1..=4"), "{err}");
+    }
+    assert!(
+        !serde_json::to_string(&cycled(1))
+            .unwrap()
+            .contains("cycles"),
+        "one cycle is left out of config.json, so older configs stay equal"
+    );
 }
 
 #[test]

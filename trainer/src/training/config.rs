@@ -132,6 +132,18 @@ pub struct WarmStart {
     /// see a flat potential, and the cost term alone pulls T back toward the identity.
     #[serde(default)]
     pub f_steps: u64,
+    /// The regression runs in this many equal cycles, each with a fresh Adam state (warm
+    /// restarts); 1 = one Adam run throughout.
+    #[serde(default = "one_cycle", skip_serializing_if = "is_one_cycle")]
+    pub cycles: u64,
+}
+
+fn one_cycle() -> u64 {
+    1
+}
+
+fn is_one_cycle(cycles: &u64) -> bool {
+    *cycles == 1
 }
 
 /// A training run.
@@ -212,6 +224,7 @@ impl TrainConfig {
                     steps: 1800,
                     lr: 2e-3,
                     f_steps: 0,
+                    cycles: 1,
                 }),
                 ..reference
             },
@@ -300,6 +313,12 @@ impl TrainConfig {
                 return Err(format!(
                     "warm start needs steps > 0 and a positive learning rate, got {} steps at {}",
                     warm.steps, warm.lr
+                ));
+            }
+            if warm.cycles == 0 || warm.cycles > warm.steps {
+                return Err(format!(
+                    "warm start cycles must be 1..={} (one step each at least), got {}",
+                    warm.steps, warm.cycles
                 ));
             }
         }

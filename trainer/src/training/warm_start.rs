@@ -159,7 +159,11 @@ pub fn warm_start(
     let mut regression_losses = Vec::with_capacity(settings.steps as usize);
     bar.set_length(settings.steps);
     bar.set_position(0);
+    let cycle_length = settings.steps.div_ceil(settings.cycles.max(1));
     for step in 1..=settings.steps {
+        if step > 1 && (step - 1) % cycle_length == 0 {
+            optimizer = AdamConfig::new().init();
+        }
         let mut xs = Vec::with_capacity(batch_size * GRID_LEN);
         let mut ys = Vec::with_capacity(batch_size * GRID_LEN);
         for _ in 0..batch_size {
