@@ -341,7 +341,10 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     );
     let cycled = dry_run_config(&["--data-dir", dir, "--warm-start-cycles", "3"]);
     assert_eq!(cycled["warm_start"]["cycles"], 3);
-    assert!(cpu["warm_start"].get("cycles").is_none(), "one cycle is not written");
+    assert!(
+        cpu["warm_start"].get("cycles").is_none(),
+        "one cycle is not written"
+    );
     let off = dry_run_config(&["--data-dir", dir, "--warm-start-steps", "0"]);
     assert!(off["warm_start"].is_null());
     let err = stderr(&ot3d(&["train", "--dry-run", "--preset", "tpu"]));
