@@ -96,6 +96,7 @@ fn small_map(width: usize, depth: usize, precision: Precision, device: &Device) 
         weights_bytes: 0,
         sha256: String::new(),
         stacked_on: None,
+        target_weight: 1.0,
     };
     let (_, json, weights) = encode_transport_map(&t, manifest).unwrap();
     Original {

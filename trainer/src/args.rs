@@ -146,6 +146,37 @@ pub enum FigureCommand {
     Map(FigureMapArgs),
     /// L_f, L_T and the transport cost per step, from a run's log.jsonl.
     Losses(FigureLossesArgs),
+    /// The same source test digits of each color above a row per map (maps of one pair
+    /// side by side, e.g. trained with different --w).
+    Compare(FigureCompareArgs),
+}
+
+#[derive(Args)]
+pub struct FigureCompareArgs {
+    /// Model directory of each map, in row order (repeatable, at least one).
+    #[arg(long, required = true)]
+    pub weights: Vec<PathBuf>,
+    /// Row label of each map, in the order of --weights [default: "w=W" for a map trained
+    /// with a target weight, else the directory's name].
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Title line above the rows.
+    #[arg(long, default_value = "maps side by side")]
+    pub title: String,
+    /// PNG file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Digits per color.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub per_color: u16,
+    /// Pixels per voxel edge.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(2..=32))]
+    pub cell: u16,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Directory holding the MNIST IDX files.
+    #[arg(long, default_value = DEFAULT_MNIST_DIR)]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -591,6 +622,12 @@ pub struct TrainArgs {
     /// Weak cost: standard deviation of the noise z.
     #[arg(long, default_value_t = 0.1, requires = "weak_gamma")]
     noise_std: f32,
+    /// Incomplete (extremal) transport: weight w in [1, 16] on the potential's target term
+    /// (Gazdieva et al. 2023), so T(x) need cover only the 1/w share of targets nearest the
+    /// inputs; the warm start then pairs each source with its own target among w times as
+    /// many. 1 is complete transport.
+    #[arg(long = "w", value_name = "W", default_value_t = 1.0)]
+    target_weight: f64,
     /// Warm start: regress T onto exact discrete-OT pairs of training digits for this many
     /// steps before NOT begins; 0 turns it off [default: the preset's].
     #[arg(long)]
@@ -700,6 +737,7 @@ impl TrainArgs {
                 .unwrap_or(preset_warm.as_ref().map_or(1, |w| w.cycles)),
         });
         config.stack_on = self.stack_on.clone();
+        config.target_weight = self.target_weight;
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;
@@ -733,6 +771,13 @@ pub struct ReportArgs {
     /// Images for the comparison section, as paths relative to the report (repeatable).
     #[arg(long, requires = "compare")]
     pub compare_figure: Vec<String>,
+    /// Also add the incomplete-transport section: an `ot3d eval --json` report per map
+    /// trained with another `--w` (repeatable), one row each, sorted by w.
+    #[arg(long)]
+    pub weight_series: Vec<PathBuf>,
+    /// Images for the incomplete-transport section, as paths relative to the report.
+    #[arg(long, requires = "weight_series")]
+    pub weight_series_figure: Vec<String>,
 }
 
 /// A finite number above zero (learning rates).

@@ -102,12 +102,12 @@ pub fn measure_steps(request: &StepsRequest, device: &Device, backend: &str) -> 
             batch(size, &mut rng, &device),
             batch(size, &mut rng, &device),
         );
-        (f, _) = f_step(&t, f.clone(), &mut opt_f, lr, x, y, None);
+        (f, _) = f_step(&t, f.clone(), &mut opt_f, lr, x, y, None, 1.0);
     });
     let t_step_ms = timed(request.warmup, request.reps, || {
         let x = batch(size, &mut rng, &device);
         let f_fixed = f.clone().no_grad();
-        (t, _, _) = t_step(t.clone(), &f_fixed, &mut opt_t, lr, x);
+        (t, _, _) = t_step(t.clone(), &f_fixed, &mut opt_t, lr, x, 1.0);
     });
     StepsRow {
         framework: format!("ot3d (burn 0.22, {backend})"),

@@ -170,6 +170,7 @@ pub fn export(
         weights_bytes: 0,
         sha256: String::new(),
         stacked_on: stacked_on(&config)?,
+        target_weight: config.target_weight,
     };
     let (manifest, json, weights) = encode_transport_map(&t, manifest)?;
     // Weights first: a manifest is never left pointing at weights that are not there yet.

@@ -7,8 +7,8 @@ use anyhow::{Context, Result, anyhow};
 use args::{
     BackendArg, BenchCommand, BenchGaussianArgs, BenchSgemmArgs, BenchStepsArgs, ClassifierCommand,
     ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command, DataCommand, EvalArgs, ExportArgs,
-    ExportDigitsArgs, FigureCommand, FigureLossesArgs, FigureMapArgs, MapArgs, PrecisionArg,
-    PreviewArgs, ReportArgs, TrainArgs,
+    ExportDigitsArgs, FigureCommand, FigureCompareArgs, FigureLossesArgs, FigureMapArgs, MapArgs,
+    PrecisionArg, PreviewArgs, ReportArgs, TrainArgs,
 };
 use clap::Parser;
 use ot3d_models::digit_pack::DigitPack;
@@ -21,7 +21,7 @@ use ot3d_trainer::eval::classifier_train::{
     ClassifierTrainConfig, FlavorName, save_classifier, train_classifier,
 };
 use ot3d_trainer::eval::evaluate::{EvalRequest, evaluate, record_in_manifest, table};
-use ot3d_trainer::eval::figures::{MapFigure, loss_figure, map_figure};
+use ot3d_trainer::eval::figures::{LabeledMap, MapFigure, compare_figure, loss_figure, map_figure};
 use ot3d_trainer::export::{PrecisionChoice, export};
 use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, npy_shape};
 use ot3d_trainer::mnist_dir::load_split;
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report_command(&args),
         Command::Figure(FigureCommand::Map(args)) => figure_map(&args),
         Command::Figure(FigureCommand::Losses(args)) => figure_losses(&args),
+        Command::Figure(FigureCommand::Compare(args)) => figure_compare(&args),
         Command::Bench(BenchCommand::Steps(args)) => bench_steps(&args),
         Command::Bench(BenchCommand::Sgemm(args)) => bench_sgemm(&args),
         Command::Bench(BenchCommand::Gaussian(args)) => bench_gaussian(&args),
@@ -367,6 +368,45 @@ fn figure_map(args: &FigureMapArgs) -> Result<()> {
     write_png(&args.out, &map_figure(&t, &manifest, &figure, &device)?)
 }
 
+fn figure_compare(args: &FigureCompareArgs) -> Result<()> {
+    if !args.label.is_empty() && args.label.len() != args.weights.len() {
+        anyhow::bail!(
+            "{} --label for {} --weights: give one label per map, or none for the defaults",
+            args.label.len(),
+            args.weights.len()
+        );
+    }
+    let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
+    let maps = args
+        .weights
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let (t, manifest) = load_model_dir(dir, &device)?;
+            let label = args.label.get(i).cloned().unwrap_or_else(|| {
+                if manifest.target_weight != 1.0 {
+                    format!("w={}", manifest.target_weight)
+                } else {
+                    dir.file_name()
+                        .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into())
+                }
+            });
+            Ok(LabeledMap { label, t, manifest })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let figure = MapFigure {
+        mnist_dir: args.data_dir.clone(),
+        per_color: args.per_color as usize,
+        seed: args.seed,
+        cell: args.cell as usize,
+        partners: false,
+    };
+    write_png(
+        &args.out,
+        &compare_figure(&maps, &figure, &args.title, &device)?,
+    )
+}
+
 fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
     let log = read_log(&args.run).with_context(|| {
         format!(
@@ -450,6 +490,18 @@ fn report_command(args: &ReportArgs) -> Result<()> {
         markdown.push_str(&ot3d_trainer::eval::report::comparison_markdown(
             &others,
             &args.compare_figure,
+        ));
+    }
+    let series = args
+        .weight_series
+        .iter()
+        .map(|path| read_eval(path))
+        .collect::<Result<Vec<_>>>()?;
+    if !series.is_empty() {
+        markdown.push('\n');
+        markdown.push_str(&ot3d_trainer::eval::report::weight_series_markdown(
+            &series,
+            &args.weight_series_figure,
         ));
     }
     ot3d_trainer::atomic_file::write_atomic(&args.out, markdown.as_bytes())

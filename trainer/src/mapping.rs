@@ -36,6 +36,8 @@ pub enum MapError {
     Voxel(#[from] VoxelError),
     #[error("the stacked-on map {dir}: {why}")]
     Stack { dir: PathBuf, why: String },
+    #[error("cannot compare these maps: {why}")]
+    Compare { why: String },
 }
 
 /// Loads a model directory (manifest + weights), fully validated.

@@ -153,8 +153,28 @@ fn a_corrupt_byte_is_caught_and_named() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["train", "--noise-draws", "3"], "--weak-gamma"),
+        (
+            &["train", "--w", "0.5", "--dry-run"],
+            "target weight w must be in [1, 16]",
+        ),
+        (&["train", "--w", "many", "--dry-run"], "--w"),
+        (
+            &[
+                "figure",
+                "compare",
+                "--weights",
+                "a",
+                "--weights",
+                "b",
+                "--label",
+                "x",
+                "--out",
+                "f.png",
+            ],
+            "1 --label for 2 --weights",
+        ),
         (&["train", "--weak-gamma", "1.5", "--dry-run"], "gamma"),
         (
             &["train", "--weak-gamma", "0.5", "--noise-draws", "1"],

@@ -48,6 +48,7 @@ fn identity_model(dir: &Path) {
         weights_bytes: 0,
         sha256: String::new(),
         stacked_on: None,
+        target_weight: 1.0,
     };
     let (_, json, weights) = encode_transport_map(&t, manifest).unwrap();
     std::fs::create_dir_all(dir).unwrap();
@@ -103,6 +104,14 @@ fn eval_of_the_identity_map_gives_the_identity_answers() {
     assert_eq!(row("identity").color_preservation, None);
     assert_eq!(report.cost.map, 0.0);
     assert!(report.cost.exact_ot <= report.cost.random_pairing);
+    // T(x) = x is the input itself; a real 5 is less like a 3 than that.
+    let similarity = report
+        .similarity
+        .as_ref()
+        .expect("eval computes similarity");
+    assert!((similarity.map - 1.0).abs() < 1e-9, "{similarity:?}");
+    assert!(similarity.exact_ot < 1.0 && similarity.random_pairing < similarity.exact_ot + 0.05);
+    assert_eq!(report.target_weight, 1.0);
     assert!((report.fid.map - report.fid.identity).abs() < 1e-9);
     assert!(report.fid.floor >= 0.0);
     let text = table(&report);
@@ -243,6 +252,44 @@ fn figures_and_report_from_the_command_line() {
     let (_, partner_h) = png_size(&partners);
     assert!(partner_h > h + 4 * 40, "{partner_h} vs {h}");
 
+    // Maps side by side: the inputs' row and one row per map in each color block.
+    let compared = work.path().join("compare.png");
+    let (ok, text) = ot3d(&[
+        "figure",
+        "compare",
+        "--weights",
+        &path(&model),
+        "--weights",
+        &path(&model),
+        "--label",
+        "first",
+        "--label",
+        "second",
+        "--out",
+        &path(&compared),
+        "--per-color",
+        "3",
+        "--cell",
+        "2",
+        "--data-dir",
+        &path(&mnist),
+    ]);
+    assert!(ok, "{text}");
+    let (_, compare_h) = png_size(&compared);
+    assert!(compare_h > h + 4 * 40, "{compare_h} vs {h}");
+    let (ok, text) = ot3d(&[
+        "figure",
+        "compare",
+        "--weights",
+        "missing-model",
+        "--out",
+        &path(&compared),
+    ]);
+    assert!(
+        !ok && text.contains("missing-model") && !text.contains("panicked"),
+        "{text}"
+    );
+
     let eval_json = work.path().join("eval.json");
     let (ok, text) = ot3d(&[
         "eval",
@@ -271,6 +318,8 @@ fn figures_and_report_from_the_command_line() {
         "map.png",
         "--compare",
         &path(&eval_json),
+        "--weight-series",
+        &path(&eval_json),
     ]);
     assert!(ok, "{text}");
     let markdown = std::fs::read_to_string(&results).unwrap();
@@ -284,6 +333,11 @@ fn figures_and_report_from_the_command_line() {
         "{markdown}"
     );
     assert!(markdown.contains("## Other maps"), "{markdown}");
+    assert!(
+        markdown.contains("## Incomplete transport: the target weight w"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("One map only"), "{markdown}");
     let (ok, text) = ot3d(&[
         "report",
         "--eval",

@@ -410,6 +410,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         &fives,
         &VoxelConfig::default(),
         6,
+        1.0,
         1,
         &Device::flex(),
     )
@@ -656,4 +657,99 @@ fn stacking_trains_on_the_map_below_and_maps_through_it() {
         matches!(err, TrainError::Stack(_)) && err.to_string().contains("maps 2 → 5"),
         "{err}"
     );
+}
+
+#[test]
+fn incomplete_transport_pairs_with_nearer_targets_and_trains_with_w() {
+    use ot3d_models::mnist::Split;
+    use ot3d_models::nets::burnpack::Precision;
+    use ot3d_models::voxel::VoxelConfig;
+    use ot3d_trainer::digits::ClassDigits;
+    use ot3d_trainer::export::{PrecisionChoice, export};
+    use ot3d_trainer::training::config::WarmStart;
+    use ot3d_trainer::training::run::WARM_START_FILE;
+    use ot3d_trainer::training::warm_start::{ot_pairs, targets_per_block};
+
+    let Some(config) = tiny(2) else { return };
+    let device = Device::flex();
+    let origin = config.data.origin();
+    let threes = ClassDigits::load(&origin, Split::Train, 3).unwrap();
+    let fives = ClassDigits::load(&origin, Split::Train, 5).unwrap();
+    // The same 8 sources per color; w times as many targets, the first 8 of them the ones
+    // w = 1 draws, so the incomplete optimum can only be cheaper, and strictly so here.
+    let costs: Vec<f64> = [1.0, 2.0, 4.0]
+        .iter()
+        .map(|&w| {
+            let pairs = ot_pairs(
+                &threes,
+                &Stack::default(),
+                &fives,
+                &VoxelConfig::default(),
+                8,
+                w,
+                3,
+                &device,
+            )
+            .unwrap();
+            assert_eq!(pairs.len(), 32, "every source keeps one partner (w = {w})");
+            pairs.ot_cost
+        })
+        .collect();
+    assert!(costs[1] < costs[0] && costs[2] < costs[1], "{costs:?}");
+    assert_eq!(targets_per_block(8, 2.5), 20);
+
+    // A run with w = 2: its warm start offers twice the targets, NOT trains against the
+    // constrained potential, and the export records w.
+    let weighted = TrainConfig {
+        target_weight: 2.0,
+        warm_start: Some(WarmStart {
+            pairs_per_color: 4,
+            steps: 2,
+            lr: 1e-2,
+            f_steps: 1,
+            cycles: 1,
+        }),
+        ..config.clone()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (dir, model) = (work.path().join("run"), work.path().join("model"));
+    assert_eq!(
+        run(&weighted, &dir, Start::New).unwrap(),
+        Finish::Completed { step: 2 }
+    );
+    assert_eq!(read_config(&dir).unwrap().target_weight, 2.0);
+    let report: serde_json::Value =
+        serde_json::from_slice(&read(dir.join(WARM_START_FILE))).unwrap();
+    assert_eq!(report["targets_per_block"], 8);
+    // The constrained potential scores everything ≤ 0, so L_f = mean f(T(x)) − 2 mean f(y)
+    // stays finite and every logged loss is a number.
+    let log = read_log(&dir).unwrap();
+    assert!(log.iter().all(|r| r.l_f.is_finite() && r.l_t.is_finite()));
+    let exported = export(
+        &dir,
+        &model,
+        PrecisionChoice::Exactly(Precision::F32),
+        &device,
+    )
+    .unwrap();
+    assert_eq!(exported.manifest.target_weight, 2.0);
+    // A complete-transport config keeps w out of its JSON, so older configs read the same.
+    let json = serde_json::to_string(&config).unwrap();
+    assert!(!json.contains("target_weight"), "{json}");
+    assert!(
+        serde_json::to_string(&weighted)
+            .unwrap()
+            .contains("\"target_weight\":2.0")
+    );
+
+    // w below 1 or not a number is refused, naming the range.
+    for bad in [0.5, f64::NAN, 17.0] {
+        let err = TrainConfig {
+            target_weight: bad,
+            ..config.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.contains("target weight w must be in [1, 16]"), "{err}");
+    }
 }

@@ -202,6 +202,7 @@ mod tests {
             weights_bytes: 0,
             sha256: String::new(),
             stacked_on: None,
+            target_weight: 1.0,
         };
         let (_, json, bytes) = encode_transport_map(&t, manifest).unwrap();
         (json, bytes, t)

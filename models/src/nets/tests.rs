@@ -206,6 +206,7 @@ mod weights_format {
             weights_bytes: 0,
             sha256: String::new(),
             stacked_on: None,
+            target_weight: 1.0,
         }
     }
 

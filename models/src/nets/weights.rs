@@ -74,6 +74,22 @@ pub struct Manifest {
     /// digit runs that map first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stacked_on: Option<StackedOn>,
+    /// Incomplete transport's target weight w the map was trained with (1, left out of the
+    /// JSON, is complete transport): its outputs cover the 1/w share of targets nearest the
+    /// inputs.
+    #[serde(
+        default = "complete_transport",
+        skip_serializing_if = "is_complete_transport"
+    )]
+    pub target_weight: f64,
+}
+
+fn complete_transport() -> f64 {
+    1.0
+}
+
+fn is_complete_transport(w: &f64) -> bool {
+    *w == 1.0
 }
 
 /// The earlier map a stacked map runs after.
@@ -152,6 +168,12 @@ impl Manifest {
             return Err(WeightsError::BadConfig(format!(
                 "a map with noise channels needs a positive noise_std, got {}",
                 manifest.noise_std
+            )));
+        }
+        if !(manifest.target_weight.is_finite() && manifest.target_weight >= 1.0) {
+            return Err(WeightsError::BadConfig(format!(
+                "target_weight must be a number ≥ 1 (1 = complete transport), got {}",
+                manifest.target_weight
             )));
         }
         manifest

@@ -82,6 +82,18 @@ pub struct Cost {
     pub pairs: usize,
 }
 
+/// Mean cosine similarity of each input x to what it is paired with: how much of the
+/// input's own voxels an image keeps, scale-free (1 = the same digit up to brightness).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Similarity {
+    /// x and T(x).
+    pub map: f64,
+    /// x and its exact-OT partner among the real target test digits.
+    pub exact_ot: f64,
+    /// x and a real target test digit paired at random (x_i with target i + 1).
+    pub random_pairing: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diversity {
     /// Mean pairwise ‖a − b‖²/D among outputs T(x).
@@ -119,6 +131,17 @@ pub struct EvalReport {
     /// the whole chain.
     #[serde(default)]
     pub stacked_on: Option<String>,
+    /// Incomplete transport's target weight the map was trained with (1: complete).
+    #[serde(default = "complete_transport")]
+    pub target_weight: f64,
+    /// Cosine similarity of inputs to T(x) and to their exact-OT and random partners
+    /// (absent in reports written before it existed).
+    #[serde(default)]
+    pub similarity: Option<Similarity>,
+}
+
+fn complete_transport() -> f64 {
+    1.0
 }
 
 /// What the classifier makes of a set of digits, from one pass over them.
@@ -265,7 +288,7 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
 
     bar.inc(1);
     bar.set_message("exact OT");
-    let cost = transport_costs(&inputs, &outputs, &target_test, device);
+    let (cost, similarity) = transport_costs(&inputs, &outputs, &target_test, device);
     bar.inc(1);
     bar.set_message("discrete-OT baseline");
     let partnered = partner_each_color(
@@ -297,6 +320,8 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         flavor,
         baseline: Some(baseline),
         stacked_on: manifest.stacked_on.as_ref().map(|s| s.dir.clone()),
+        target_weight: manifest.target_weight,
+        similarity: Some(similarity),
     })
 }
 
@@ -335,8 +360,39 @@ fn colors_kept(inputs: &[f32], outputs: &[f32]) -> Vec<bool> {
         .collect()
 }
 
-/// The map's cost beside exact OT and random pairing between source and target batches.
-pub fn transport_costs(inputs: &[f32], outputs: &[f32], targets: &[f32], device: &Device) -> Cost {
+/// Cosine similarity of two digits (0 when either is empty).
+pub fn cosine_similarity(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa > 0.0 && bb > 0.0 {
+        ab / (aa * bb).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// Mean cosine similarity of digit i of `a` to digit `partner(i)` of `b`, over `n` digits.
+fn mean_similarity(a: &[f32], b: &[f32], n: usize, partner: impl Fn(usize) -> usize) -> f64 {
+    let digit = |v: &[f32], i: usize| -> Vec<f32> { v[i * GRID_LEN..(i + 1) * GRID_LEN].to_vec() };
+    (0..n)
+        .map(|i| cosine_similarity(&digit(a, i), &digit(b, partner(i))))
+        .sum::<f64>()
+        / n.max(1) as f64
+}
+
+/// The map's cost beside exact OT and random pairing between source and target batches,
+/// and the inputs' similarity to T(x) and to those partners.
+pub fn transport_costs(
+    inputs: &[f32],
+    outputs: &[f32],
+    targets: &[f32],
+    device: &Device,
+) -> (Cost, Similarity) {
     let n = (inputs.len() / GRID_LEN).min(targets.len() / GRID_LEN);
     let map = inputs
         .iter()
@@ -353,12 +409,21 @@ pub fn transport_costs(inputs: &[f32], outputs: &[f32], targets: &[f32], device:
         .sum::<f64>()
         / n as f64;
     let random_pairing = matrix.iter().sum::<f64>() / (n * n) as f64;
-    Cost {
-        map,
-        exact_ot,
-        random_pairing,
-        pairs: n,
-    }
+    let mapped = inputs.len() / GRID_LEN;
+    let similarity = Similarity {
+        map: mean_similarity(inputs, outputs, mapped, |i| i),
+        exact_ot: mean_similarity(inputs, targets, n, |i| assignment[i]),
+        random_pairing: mean_similarity(inputs, targets, n, |i| (i + 1) % n),
+    };
+    (
+        Cost {
+            map,
+            exact_ot,
+            random_pairing,
+            pairs: n,
+        },
+        similarity,
+    )
 }
 
 /// "N NOT steps", with the warm start's regression steps when there were any.
@@ -423,6 +488,18 @@ pub fn table(report: &EvalReport) -> String {
         report.diversity.real_targets,
         report.diversity.outputs / report.diversity.real_targets.max(f64::MIN_POSITIVE)
     );
+    if let Some(s) = &report.similarity {
+        out += &format!(
+            "similarity to the input (mean cosine)   T(x) {:.3}   exact-OT partner {:.3}   random target {:.3}\n",
+            s.map, s.exact_ot, s.random_pairing
+        );
+    }
+    if report.target_weight != 1.0 {
+        out += &format!(
+            "incomplete transport: target weight w = {} (T(x) covers the nearest 1/w of the targets)\n",
+            report.target_weight
+        );
+    }
     if let Some(b) = &report.baseline {
         out += &format!(
             "discrete-OT baseline ({} training {}s per color)   x→partner {:.5}   T(x)→partner {:.5}   \
@@ -532,12 +609,27 @@ mod tests {
         for i in [3, 0, 5, 1, 4, 2] {
             shuffled.extend_from_slice(&x[i * GRID_LEN..(i + 1) * GRID_LEN]);
         }
-        let cost = transport_costs(&x, &x, &shuffled, &device);
+        let (cost, similarity) = transport_costs(&x, &x, &shuffled, &device);
         assert_eq!(cost.map, 0.0);
         assert!(cost.exact_ot.abs() < 1e-6, "{}", cost.exact_ot);
         assert!(cost.random_pairing > 0.0);
+        // The identity and the exact-OT partner (x itself) are fully similar.
+        assert!((similarity.map - 1.0).abs() < 1e-9);
+        assert!((similarity.exact_ot - 1.0).abs() < 1e-6);
+        assert!(similarity.random_pairing < 1.0);
         // Against other digits: exact OT ≤ random pairing, and both match a direct sum.
-        let cost = transport_costs(&x, &x, &y, &device);
+        let (cost, similarity) = transport_costs(&x, &x, &y, &device);
+        let expected: f64 = (0..6)
+            .map(|i| {
+                let j = (i + 1) % 6;
+                cosine_similarity(
+                    &x[i * GRID_LEN..(i + 1) * GRID_LEN],
+                    &y[j * GRID_LEN..(j + 1) * GRID_LEN],
+                )
+            })
+            .sum::<f64>()
+            / 6.0;
+        assert!((similarity.random_pairing - expected).abs() < 1e-12);
         let direct = |i: usize, j: usize| {
             (0..GRID_LEN)
                 .map(|k| (x[i * GRID_LEN + k] as f64 - y[j * GRID_LEN + k] as f64).powi(2))
@@ -553,6 +645,15 @@ mod tests {
         let diagonal: f64 = (0..6).map(|i| direct(i, i)).sum::<f64>() / 6.0;
         assert!(cost.exact_ot <= diagonal + 1e-6);
         assert_eq!(cost.pairs, 6);
+    }
+
+    #[test]
+    fn cosine_similarity_by_hand() {
+        assert!((cosine_similarity(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-12);
+        assert_eq!(cosine_similarity(&[1.0, 0.0], &[0.0, 3.0]), 0.0);
+        // (1,1)·(1,0) / (√2 · 1).
+        assert!((cosine_similarity(&[1.0, 1.0], &[1.0, 0.0]) - 0.5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(cosine_similarity(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use font8x8::UnicodeFonts;
 use ot3d_models::nets::TransportMap;
 use ot3d_models::nets::weights::Manifest;
 use ot3d_models::render::{RgbImage, render_voxels};
-use ot3d_models::voxel::{GRID_LEN, VoxelGrid};
+use ot3d_models::voxel::{DigitColor, GRID_LEN, VoxelGrid};
 use std::path::PathBuf;
 
 const LABEL: [u8; 3] = [220, 222, 228];
@@ -145,8 +145,6 @@ pub fn map_figure(
         }
     }
     let block = if figure.partners { 3 } else { 2 };
-    let tile = rows[0].1.first().map_or(1, |i| i.width);
-    let columns = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
     let mut titles = vec![map_title(manifest)];
     if figure.partners {
         titles.push(format!(
@@ -154,12 +152,35 @@ pub fn map_figure(
             manifest.target_digit
         ));
     }
+    Ok(lay_out_rows(
+        &titles,
+        &rows,
+        block,
+        label_width,
+        figure.cell,
+    ))
+}
+
+/// Title lines above labeled rows of digit pictures, with an extra gap after every `block`
+/// rows (one color's block) so each block reads as one.
+fn lay_out_rows(
+    titles: &[String],
+    rows: &[(String, Vec<RgbImage>)],
+    block: usize,
+    label_width: usize,
+    cell: usize,
+) -> RgbImage {
+    let gap = cell.max(2) * 2;
+    let tile = rows
+        .first()
+        .and_then(|(_, r)| r.first())
+        .map_or(1, |i| i.width);
+    let columns = rows.iter().map(|(_, r)| r.len()).max().unwrap_or(0);
     let line_height = 8 * 2 + gap / 2;
     let title_height = titles.len() * line_height + 2 * gap;
     // Wide enough for the digits and for every title line.
     let widest_title = titles.iter().map(|t| text_width(t, 2)).max().unwrap_or(0);
     let width = (label_width + columns * (tile + gap) + gap).max(widest_title as usize + 2 * gap);
-    // An extra gap between color blocks, so each block reads as one.
     let height = title_height + rows.len() * (tile + gap) + (rows.len() / block) * gap + gap;
     let mut image = RgbImage::filled(width, height, PANEL);
     for (i, line) in titles.iter().enumerate() {
@@ -190,7 +211,89 @@ pub fn map_figure(
         }
         y += tile + gap;
     }
-    Ok(image)
+    image
+}
+
+/// One map of a comparison figure, with its row label.
+pub struct LabeledMap {
+    pub label: String,
+    pub t: TransportMap,
+    pub manifest: Manifest,
+}
+
+/// The same `per_color` source test digits of each color (one row) above a row per map:
+/// maps of one pair side by side (e.g. trained with different `--w`). The maps must share
+/// the source digit and the voxel settings, so they see the same inputs.
+pub fn compare_figure(
+    maps: &[LabeledMap],
+    figure: &MapFigure,
+    title: &str,
+    device: &Device,
+) -> Result<RgbImage, MapError> {
+    let first = maps.first().ok_or_else(|| MapError::Compare {
+        why: "no maps given: pass --weights DIR for each".into(),
+    })?;
+    for other in &maps[1..] {
+        if other.manifest.source_digit != first.manifest.source_digit
+            || other.manifest.voxel != first.manifest.voxel
+        {
+            return Err(MapError::Compare {
+                why: format!(
+                    "{} maps {}s with {:?} digits but {} maps {}s with {:?} digits: compare maps \
+                     of one source digit and one voxel setting",
+                    first.label,
+                    first.manifest.source_digit,
+                    first.manifest.voxel.flavor.name(),
+                    other.label,
+                    other.manifest.source_digit,
+                    other.manifest.voxel.flavor.name()
+                ),
+            });
+        }
+    }
+    let shown = figure.per_color * GRID_LEN;
+    let render = |grids: &[f32]| -> Vec<RgbImage> {
+        grids[..shown.min(grids.len())]
+            .chunks(GRID_LEN)
+            .map(|g| render_digit(g, figure.cell))
+            .collect()
+    };
+    let mapped: Vec<Vec<MappedColor>> = maps
+        .iter()
+        .map(|m| {
+            map_each_color(
+                &m.t,
+                &m.manifest,
+                &figure.mnist_dir,
+                figure.per_color,
+                figure.seed,
+                device,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let mut rows: Vec<(String, Vec<RgbImage>)> = Vec::new();
+    for (k, color) in DigitColor::ALL.into_iter().enumerate() {
+        rows.push((format!("{color} x"), render(&mapped[0][k].inputs)));
+        for (map, outputs) in maps.iter().zip(&mapped) {
+            rows.push((
+                format!("{color} {}", map.label),
+                render(&outputs[k].outputs),
+            ));
+        }
+    }
+    let widest = rows
+        .iter()
+        .map(|(l, _)| text_width(l, 2))
+        .max()
+        .unwrap_or(0) as usize;
+    let gap = figure.cell.max(2) * 2;
+    Ok(lay_out_rows(
+        &[title.to_string()],
+        &rows,
+        maps.len() + 1,
+        widest + 2 * gap,
+        figure.cell,
+    ))
 }
 
 /// One panel of a loss figure: `values` over `steps`, with the range labeled.
@@ -478,6 +581,7 @@ mod tests {
             pairs: 8,
             pair_ot_cost: 0.01,
             pair_random_cost: 0.02,
+            targets_per_block: 2,
             final_regression_loss: 0.005,
             regression_losses: (1..=40).map(|i| 1.0 / i as f64).collect(),
             potential_losses: (1..=10).map(|i| -(i as f64)).collect(),

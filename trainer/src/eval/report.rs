@@ -285,6 +285,110 @@ pub fn comparison_markdown(reports: &[EvalReport], figures: &[String]) -> String
     md
 }
 
+/// Whether `values` only ever rise (`rising`) or only ever fall, with `tolerance` of slack
+/// for noise between neighbors.
+fn monotone(values: &[f64], rising: bool, tolerance: f64) -> bool {
+    values.windows(2).all(|p| {
+        if rising {
+            p[1] >= p[0] - tolerance
+        } else {
+            p[1] <= p[0] + tolerance
+        }
+    })
+}
+
+/// The incomplete-transport section (issue 8, item 4): one row per map of one pair trained
+/// with a different target weight w (sorted by w), and whether the transport cost falls and
+/// the similarity to the input rises with w, as incomplete transport predicts.
+pub fn weight_series_markdown(reports: &[EvalReport], figures: &[String]) -> String {
+    let mut sorted: Vec<&EvalReport> = reports.iter().collect();
+    sorted.sort_by(|a, b| a.target_weight.total_cmp(&b.target_weight));
+    let mut md = String::from(
+        "## Incomplete transport: the target weight w\n\n\
+         With weight w ≥ 1 on the potential's target term (f ≤ 0, Gazdieva et al. 2023) the map \
+         need cover only the 1/w share of the targets nearest its inputs, so as w grows T(x) \
+         should stay closer to x: a lower cost and a higher similarity, still the target digit. \
+         Each row is `ot3d eval --json` on a map trained with `ot3d train --w W`.\n\n\
+         | w | training | classified as target | color kept | cost ‖x − T(x)‖²/D (× exact OT) \
+         | similarity cos(x, T(x)) | FID-3D (× floor) | diversity |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
+    for report in &sorted {
+        let overall = row(report, "T(x)");
+        md += &format!(
+            "| {} | {} | {} | {} | {:.5} ({:.2}×) | {} | {:.0} ({:.0}×) | {:.2} |\n",
+            report.target_weight,
+            report_training(report),
+            overall.map_or("–".into(), |r| pct(r.target_accuracy)),
+            overall
+                .and_then(|r| r.color_preservation)
+                .map_or("–".into(), pct),
+            report.cost.map,
+            ratio(report.cost.map, report.cost.exact_ot),
+            report
+                .similarity
+                .as_ref()
+                .map_or("–".into(), |s| format!("{:.3}", s.map)),
+            report.fid.map,
+            ratio(report.fid.map, report.fid.floor),
+            ratio(report.diversity.outputs, report.diversity.real_targets),
+        );
+    }
+    md += "\n";
+    md += &weight_series_verdict(&sorted);
+    md += "\n";
+    for figure in figures {
+        md += &format!("\n![{figure}]({figure})\n");
+    }
+    md
+}
+
+/// The sentence under the w table, chosen by the numbers.
+fn weight_series_verdict(sorted: &[&EvalReport]) -> String {
+    if sorted.len() < 2 {
+        return "One map only: train others with `--w` to see the trend.".into();
+    }
+    let weights: Vec<String> = sorted.iter().map(|r| r.target_weight.to_string()).collect();
+    let costs: Vec<f64> = sorted.iter().map(|r| r.cost.map).collect();
+    let similarities: Option<Vec<f64>> = sorted
+        .iter()
+        .map(|r| r.similarity.as_ref().map(|s| s.map))
+        .collect();
+    let listed = |v: &[f64], digits: usize| -> String {
+        v.iter()
+            .map(|x| format!("{x:.digits$}"))
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
+    let cost_sentence = if monotone(&costs, false, 0.0) {
+        format!("the cost falls monotonically ({})", listed(&costs, 5))
+    } else {
+        format!(
+            "the cost does **not** fall monotonically ({})",
+            listed(&costs, 5)
+        )
+    };
+    let similarity_sentence = match &similarities {
+        Some(s) if monotone(s, true, 0.0) => {
+            format!(
+                "the similarity to the input rises monotonically ({})",
+                listed(s, 3)
+            )
+        }
+        Some(s) => format!(
+            "the similarity to the input does **not** rise monotonically ({})",
+            listed(s, 3)
+        ),
+        None => "some reports predate the similarity metric: evaluate them again".into(),
+    };
+    format!(
+        "**Does the map stay closer to its input as w grows?** Over w = {}, {cost_sentence} and \
+         {similarity_sentence}.",
+        weights.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +436,8 @@ mod tests {
             judge_warning: None,
             baseline: None,
             stacked_on: None,
+            target_weight: 1.0,
+            similarity: None,
         }
     }
 
@@ -412,6 +518,49 @@ mod tests {
         assert!(!lines[2].contains("stacked"), "{md}");
         assert!(md.contains("![rot.png](rot.png)"));
         assert!(md.contains("trained on it"));
+    }
+
+    #[test]
+    fn the_weight_series_is_sorted_by_w_and_its_verdict_follows_the_numbers() {
+        let with = |w: f64, cost: f64, similarity: f64| EvalReport {
+            target_weight: w,
+            similarity: Some(crate::eval::evaluate::Similarity {
+                map: similarity,
+                exact_ot: 0.5,
+                random_pairing: 0.3,
+            }),
+            ..report(0.97, 1.0, cost)
+        };
+        // Given out of order: the table sorts by w.
+        let monotone = [
+            with(4.0, 0.004, 0.80),
+            with(1.0, 0.006, 0.70),
+            with(2.0, 0.005, 0.75),
+        ];
+        let md = weight_series_markdown(&monotone, &["docs/w.png".into()]);
+        let first = md.find("| 1 |").unwrap();
+        let second = md.find("| 2 |").unwrap();
+        let fourth = md.find("| 4 |").unwrap();
+        assert!(first < second && second < fourth, "{md}");
+        assert!(md.contains("0.00600 (0.30×)"), "{md}");
+        assert!(md.contains("the cost falls monotonically (0.00600 → 0.00500 → 0.00400)"));
+        assert!(
+            md.contains("the similarity to the input rises monotonically (0.700 → 0.750 → 0.800)")
+        );
+        assert!(md.contains("![docs/w.png](docs/w.png)"));
+        // One step the wrong way in each is named.
+        let broken = [
+            with(1.0, 0.006, 0.70),
+            with(2.0, 0.007, 0.75),
+            with(4.0, 0.004, 0.74),
+        ];
+        let md = weight_series_markdown(&broken, &[]);
+        assert!(
+            md.contains("the cost does **not** fall monotonically"),
+            "{md}"
+        );
+        assert!(md.contains("the similarity to the input does **not** rise monotonically"));
+        assert!(weight_series_markdown(&broken[..1], &[]).contains("One map only"));
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub fn solve(
             config.lr_f * decay,
             t_x,
             y,
+            1.0,
         );
         let f_fixed = f.clone().no_grad();
         for _ in 0..config.t_steps {

@@ -180,7 +180,24 @@ pub struct TrainConfig {
     /// map from that map's outputs (T2 on T1(X)) to real targets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack_on: Option<PathBuf>,
+    /// Incomplete (extremal) transport's weight w ≥ 1 on the target term (Gazdieva et al.
+    /// 2023): T(x) need cover only the 1/w share of the targets nearest the inputs. 1 (left
+    /// out of the JSON) is complete transport, NOT itself.
+    #[serde(default = "complete", skip_serializing_if = "is_complete")]
+    pub target_weight: f64,
 }
+
+fn complete() -> f64 {
+    1.0
+}
+
+fn is_complete(w: &f64) -> bool {
+    *w == 1.0
+}
+
+/// The largest target weight: beyond it the warm start's targets outnumber a class's
+/// training digits per color block at its default size.
+pub const MAX_TARGET_WEIGHT: f64 = 16.0;
 
 /// Named training recipes (`ot3d train --preset`); every flag given overrides its setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +271,7 @@ impl TrainConfig {
             weak: None,
             warm_start: None,
             stack_on: None,
+            target_weight: 1.0,
         }
     }
 
@@ -321,6 +339,14 @@ impl TrainConfig {
                     warm.steps, warm.cycles
                 ));
             }
+        }
+        if !(self.target_weight.is_finite()
+            && (1.0..=MAX_TARGET_WEIGHT).contains(&self.target_weight))
+        {
+            return Err(format!(
+                "target weight w must be in [1, {MAX_TARGET_WEIGHT}] (1 = complete transport), got {}",
+                self.target_weight
+            ));
         }
         self.validate_weak()
     }

@@ -1,6 +1,7 @@
 //! The NOT objectives with the strong quadratic cost (Korotin et al., 2023, Alg. 1):
 //! f-step `L_f = mean f(T(x)) − mean f(y)`, T-step `L_T = mean ‖x − T(x)‖²/D − mean f(T(x))`,
-//! with D = 3·16³ the number of values per digit; and the γ-weak cost's terms (§4.3).
+//! with D = 3·16³ the number of values per digit; the γ-weak cost's terms (§4.3); and
+//! incomplete transport's weight w on the target term (Gazdieva et al. 2023).
 
 use burn::tensor::Tensor;
 
@@ -9,10 +10,25 @@ pub fn transport_cost<const D: usize>(x: Tensor<D>, t_x: Tensor<D>) -> Tensor<1>
     (x - t_x).powi_scalar(2).mean().reshape([1])
 }
 
-/// `L_f = mean f(T(x)) − mean f(y)`: minimizing it teaches f to score real targets above
-/// mapped digits (the inner maximization of NOT's saddle-point problem).
-pub fn potential_loss(f_t_x: Tensor<2>, f_y: Tensor<2>) -> Tensor<1> {
-    f_t_x.mean() - f_y.mean()
+/// `L_f = mean f(T(x)) − w · mean f(y)`: minimizing it teaches f to score real targets
+/// above mapped digits (the inner maximization of NOT's saddle-point problem). w = 1 is
+/// complete transport; w > 1 is incomplete (extremal) transport, where T(x) need cover only
+/// a 1/w share of the targets, the one nearest the inputs, and f must be ≤ 0
+/// ([`nonpositive`]) for the dual to be bounded.
+pub fn potential_loss(f_t_x: Tensor<2>, f_y: Tensor<2>, w: f64) -> Tensor<1> {
+    f_t_x.mean() - f_y.mean().mul_scalar(w)
+}
+
+/// A potential's raw score made ≤ 0 (`−softplus`), as incomplete transport's dual asks;
+/// with w = 1 the constraint changes nothing (f is defined up to a constant), so the strong
+/// recipe keeps the raw score.
+pub fn nonpositive(raw: Tensor<2>) -> Tensor<2> {
+    burn::tensor::activation::softplus(raw, 1.0).neg()
+}
+
+/// The score f gives `v`: raw for complete transport (w = 1), [`nonpositive`] otherwise.
+pub fn constrained_score(raw: Tensor<2>, w: f64) -> Tensor<2> {
+    if w == 1.0 { raw } else { nonpositive(raw) }
 }
 
 /// `L_T = cost − mean f(T(x))`.
@@ -72,9 +88,39 @@ mod tests {
             Tensor::<1>::from_data(TensorData::from([1.0f32, 3.0]), &device).reshape([2, 1]);
         let f_y =
             Tensor::<1>::from_data(TensorData::from([-2.0f32, 0.0, 5.0]), &device).reshape([3, 1]);
-        assert_eq!(scalar(potential_loss(f_t_x.clone(), f_y)), 2.0 - 1.0);
+        assert_eq!(
+            scalar(potential_loss(f_t_x.clone(), f_y.clone(), 1.0)),
+            2.0 - 1.0
+        );
+        // w = 4: 2 − 4 · 1.
+        assert_eq!(scalar(potential_loss(f_t_x.clone(), f_y, 4.0)), 2.0 - 4.0);
         let cost = Tensor::<1>::from_data(TensorData::from([0.5f32]), &device);
         assert_eq!(scalar(transport_loss(cost, f_t_x)), 0.5 - 2.0);
+    }
+
+    #[test]
+    fn incomplete_transport_scores_are_nonpositive_and_complete_ones_raw() {
+        let device = Device::flex();
+        let raw = Tensor::<1>::from_data(TensorData::from([-30.0f32, 0.0, 2.0, 40.0]), &device)
+            .reshape([4, 1]);
+        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(
+            values(constrained_score(raw.clone(), 1.0)),
+            values(raw.clone())
+        );
+        let scored = values(constrained_score(raw, 2.0));
+        // −log(1 + e^v): about −e^−30, −ln 2, −2.127, −40; order kept, all ≤ 0.
+        let expected = [
+            -(-30.0f32).exp(),
+            -(2.0f32).ln(),
+            -(1.0 + 2.0f32.exp()).ln(),
+            -40.0,
+        ];
+        for (got, want) in scored.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+            assert!(*got <= 0.0);
+        }
+        assert!(scored.windows(2).all(|p| p[0] > p[1]));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::config::TrainConfig;
 use super::log::{LossLog, StepRecord};
 use super::losses::{repeat_draws, transport_loss, weak_cost_terms};
 use super::sampler::{BatchSampler, noise_batch};
-use super::steps::{f_step, t_step};
+use super::steps::{f_step, score, t_step};
 use super::warm_start::{potential_warm_up, warm_start};
 use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
@@ -277,6 +277,7 @@ pub fn train(
             target.digits(),
             config.data.voxel(),
             settings,
+            config.target_weight,
             config.batch_size,
             config.seed,
             &device,
@@ -296,6 +297,7 @@ pub fn train(
                 settings.f_steps,
                 config.batch_size,
                 config.lr_f,
+                config.target_weight,
                 &mut f_rng,
                 &device,
                 &bar,
@@ -334,7 +336,16 @@ pub fn train(
             )
         });
         let l_f;
-        (state.f, l_f) = f_step(&state.t, state.f, &mut state.opt_f, config.lr_f, x, y, z);
+        (state.f, l_f) = f_step(
+            &state.t,
+            state.f,
+            &mut state.opt_f,
+            config.lr_f,
+            x,
+            y,
+            z,
+            config.target_weight,
+        );
         check(step, "L_f", l_f, config, run)?;
 
         // K_T T-steps: T pulled toward cheap maps that f scores like targets.
@@ -347,8 +358,14 @@ pub fn train(
             let x = source.batch(config.batch_size, &mut rng, &device)?;
             match &config.weak {
                 None => {
-                    (state.t, l_t, cost) =
-                        t_step(state.t, &f_fixed, &mut state.opt_t, config.lr_t, x);
+                    (state.t, l_t, cost) = t_step(
+                        state.t,
+                        &f_fixed,
+                        &mut state.opt_t,
+                        config.lr_t,
+                        x,
+                        config.target_weight,
+                    );
                 }
                 Some(weak) => {
                     // Z draws of z per x: the cost averages over them, the spread between
@@ -367,7 +384,8 @@ pub fn train(
                     let weak_cost =
                         cost_t.clone() - spread_t.clone().mul_scalar(gamma.unwrap_or(0.0));
                     spread = Some(scalar(spread_t));
-                    let loss = transport_loss(weak_cost, f_fixed.forward(t_xz));
+                    let loss =
+                        transport_loss(weak_cost, score(&f_fixed, t_xz, config.target_weight));
                     let grads = GradientsParams::from_grads(loss.backward(), &state.t);
                     state.t = state.opt_t.step(config.lr_t, state.t, grads);
                     (l_t, cost) = (scalar(loss), scalar(cost_t));
@@ -437,9 +455,9 @@ mod tests {
             let batch = |v: Vec<f32>| Tensor::<5>::from_data(TensorData::new(v, shape), &device);
             let (x, y) = (batch(values.clone()), batch(vec![0.0; values.len()]));
             // Both updates see it: the f-step through T(x), the T-step through the cost.
-            let (f, l_f) = f_step(&t, f, &mut adam(&config), 1e-4, x.clone(), y, None);
+            let (f, l_f) = f_step(&t, f, &mut adam(&config), 1e-4, x.clone(), y, None, 1.0);
             let f_fixed = f.no_grad();
-            let (_, l_t, _) = t_step(t, &f_fixed, &mut adam(&config), 1e-4, x);
+            let (_, l_t, _) = t_step(t, &f_fixed, &mut adam(&config), 1e-4, x, 1.0);
             for (what, value) in [("L_f", l_f), ("L_T", l_t)] {
                 let err = check(7, what, value, &config, run.path()).unwrap_err();
                 assert!(

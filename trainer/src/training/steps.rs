@@ -2,14 +2,16 @@
 //! Gaussian known-answer benchmark: an f-step (T fixed) and a strong-cost T-step (f fixed),
 //! generic over the networks, with the voxel networks' versions.
 
-use super::losses::{potential_loss, transport_cost, transport_loss};
+use super::losses::{constrained_score, potential_loss, transport_cost, transport_loss};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use ot3d_models::nets::{Potential, TransportMap};
 
-/// The f-step's update on any potential: minimizes `L_f = mean f(t_x) − mean f(y)`, where
-/// `t_x` is the map's output already detached. Returns the updated f and L_f.
+/// The f-step's update on any potential: minimizes `L_f = mean f(t_x) − w · mean f(y)`,
+/// where `t_x` is the map's output already detached (w = 1: complete transport). Returns
+/// the updated f and L_f.
+#[allow(clippy::too_many_arguments)]
 pub fn potential_update<F: Module, const D: usize>(
     f: F,
     score: impl Fn(&F, Tensor<D>) -> Tensor<2>,
@@ -17,8 +19,9 @@ pub fn potential_update<F: Module, const D: usize>(
     lr: f64,
     t_x: Tensor<D>,
     y: Tensor<D>,
+    w: f64,
 ) -> (F, f64) {
-    let loss = potential_loss(score(&f, t_x), score(&f, y));
+    let loss = potential_loss(score(&f, t_x), score(&f, y), w);
     let grads = GradientsParams::from_grads(loss.backward(), &f);
     let f = optimizer.step(lr, f, grads);
     (f, loss.into_scalar::<f32>() as f64)
@@ -48,8 +51,14 @@ pub fn transport_update<T: Module, const D: usize>(
     )
 }
 
+/// The voxel potential's score of `v` for target weight `w` ([`constrained_score`]).
+pub fn score(f: &Potential, v: Tensor<5>, w: f64) -> Tensor<2> {
+    constrained_score(f.forward(v), w)
+}
+
 /// One f-step on the voxel networks: T(x, z) detached (no gradient reaches T), then
-/// [`potential_update`]. Returns the updated f and L_f.
+/// [`potential_update`] with target weight `w`. Returns the updated f and L_f.
+#[allow(clippy::too_many_arguments)]
 pub fn f_step(
     t: &TransportMap,
     f: Potential,
@@ -58,24 +67,27 @@ pub fn f_step(
     x: Tensor<5>,
     y: Tensor<5>,
     z: Option<Tensor<5>>,
+    w: f64,
 ) -> (Potential, f64) {
     let t_x = t.forward(x, z).detach();
-    potential_update(f, |f, v| f.forward(v), optimizer, lr, t_x, y)
+    potential_update(f, |f, v| score(f, v, w), optimizer, lr, t_x, y, w)
 }
 
-/// One strong-cost T-step on the voxel networks ([`transport_update`]). `f_fixed` must be
-/// `f.no_grad()`. Returns the updated T, L_T and the transport cost.
+/// One strong-cost T-step on the voxel networks ([`transport_update`]) against the
+/// potential trained with target weight `w`. `f_fixed` must be `f.no_grad()`. Returns the
+/// updated T, L_T and the transport cost.
 pub fn t_step(
     t: TransportMap,
     f_fixed: &Potential,
     optimizer: &mut ModuleOptimizer,
     lr: f64,
     x: Tensor<5>,
+    w: f64,
 ) -> (TransportMap, f64, f64) {
     transport_update(
         t,
         |t, x| t.forward(x, None),
-        |t_x| f_fixed.forward(t_x),
+        |t_x| score(f_fixed, t_x, w),
         optimizer,
         lr,
         x,

@@ -2,6 +2,8 @@
 //! distances, per color block) between training digits of the two classes, then T regressed
 //! onto those pairs (large-scale OT mapping estimation, Seguy et al. 2018). NOT then
 //! fine-tunes a T that already moves mass the cheap way instead of starting at the identity.
+//! With target weight w > 1 the assignment is incomplete transport: n sources onto w·n
+//! targets, each taking at most one, so the sources go to their nearest 1/w of the targets.
 
 use super::config::WarmStart;
 use crate::digits::{ClassDigits, grids_tensor};
@@ -9,7 +11,7 @@ use crate::stack::Stack;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::ProgressBar;
-use ot3d_models::assignment::min_cost_assignment;
+use ot3d_models::assignment::min_cost_rectangular_assignment;
 use ot3d_models::nets::Potential;
 use ot3d_models::nets::TransportMap;
 use ot3d_models::rng::SeedRng;
@@ -50,10 +52,11 @@ fn color_blocks(voxel: &VoxelConfig) -> Vec<VoxelConfig> {
     }
 }
 
-/// Squared distances / D between every row of `a` and of `b` (n × n, row-major).
-fn cost_matrix(a: &[f32], b: &[f32], n: usize, device: &Device) -> Vec<f64> {
+/// Squared distances / D between every row of `a` (n) and of `b` (m), n × m row-major.
+fn cost_matrix(a: &[f32], b: &[f32], device: &Device) -> Vec<f64> {
+    let (n, m) = (a.len() / GRID_LEN, b.len() / GRID_LEN);
     let a = Tensor::<1>::from_floats(a, device).reshape([n, GRID_LEN]);
-    let b = Tensor::<1>::from_floats(b, device).reshape([n, GRID_LEN]);
+    let b = Tensor::<1>::from_floats(b, device).reshape([m, GRID_LEN]);
     let a2 = a.clone().powi_scalar(2).sum_dim(1); // [n, 1]
     let b2 = b.clone().powi_scalar(2).sum_dim(1).transpose(); // [1, n]
     let cross = a.matmul(b.transpose());
@@ -66,8 +69,16 @@ fn cost_matrix(a: &[f32], b: &[f32], n: usize, device: &Device) -> Vec<f64> {
         .collect()
 }
 
-/// Exact OT pairs between `per_block` random source and target digits in each color block;
-/// the source digits pass through `stack` first (stacking pairs T1(x) with real targets).
+/// Target digits offered to `per_block` sources under target weight `w`: ⌊w · per_block⌋.
+pub fn targets_per_block(per_block: usize, w: f64) -> usize {
+    ((per_block as f64) * w).floor() as usize
+}
+
+/// Exact OT pairs between `per_block` random source digits and
+/// [`targets_per_block`]`(per_block, w)` random target digits in each color block (w = 1:
+/// complete transport, a one-to-one pairing; w > 1: incomplete, each source its own target
+/// among w times as many); the source digits pass through `stack` first (stacking pairs
+/// T1(x) with real targets).
 #[allow(clippy::too_many_arguments)]
 pub fn ot_pairs(
     source: &ClassDigits,
@@ -75,6 +86,7 @@ pub fn ot_pairs(
     target: &ClassDigits,
     voxel: &VoxelConfig,
     per_block: usize,
+    w: f64,
     seed: u64,
     device: &Device,
 ) -> Result<Pairs, VoxelError> {
@@ -88,13 +100,14 @@ pub fn ot_pairs(
         let xs = stack.apply_values(&xs, device);
         let ys = target
             .with_voxel(&block)
-            .sample_values(per_block, rng.next_u64())?;
-        let n = (xs.len() / GRID_LEN).min(ys.len() / GRID_LEN);
-        let cost = cost_matrix(&xs[..n * GRID_LEN], &ys[..n * GRID_LEN], n, device);
-        let assignment = min_cost_assignment(&cost, n);
+            .sample_values(targets_per_block(per_block, w), rng.next_u64())?;
+        let m = ys.len() / GRID_LEN;
+        let n = (xs.len() / GRID_LEN).min(m);
+        let cost = cost_matrix(&xs[..n * GRID_LEN], &ys[..m * GRID_LEN], device);
+        let assignment = min_cost_rectangular_assignment(&cost, n, m);
         for (i, &j) in assignment.iter().enumerate() {
-            ot_total += cost[i * n + j];
-            random_total += cost[i * n + (i + 1) % n];
+            ot_total += cost[i * m + j];
+            random_total += cost[i * m + (i + 1) % m];
             sources.extend_from_slice(&xs[i * GRID_LEN..(i + 1) * GRID_LEN]);
             targets.extend_from_slice(&ys[j * GRID_LEN..(j + 1) * GRID_LEN]);
         }
@@ -114,6 +127,9 @@ pub struct WarmStartReport {
     pub pairs: usize,
     pub pair_ot_cost: f64,
     pub pair_random_cost: f64,
+    /// Target digits offered per color block (= `pairs`/blocks unless w > 1).
+    #[serde(default)]
+    pub targets_per_block: usize,
     /// Mean ‖T(x) − y‖²/D over the last 50 regression batches.
     pub final_regression_loss: f64,
     /// ‖T(x) − y‖²/D of every regression batch (the curve `ot3d figure losses` draws).
@@ -134,6 +150,7 @@ pub fn warm_start(
     target: &ClassDigits,
     voxel: &VoxelConfig,
     settings: &WarmStart,
+    w: f64,
     batch_size: usize,
     seed: u64,
     device: &Device,
@@ -147,6 +164,7 @@ pub fn warm_start(
         target,
         voxel,
         settings.pairs_per_color,
+        w,
         seed,
         device,
     )?;
@@ -189,6 +207,7 @@ pub fn warm_start(
         pairs: n,
         pair_ot_cost: pairs.ot_cost,
         pair_random_cost: pairs.random_cost,
+        targets_per_block: targets_per_block(settings.pairs_per_color, w),
         final_regression_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
         regression_losses,
         potential_losses: Vec::new(),
@@ -209,6 +228,7 @@ pub fn potential_warm_up(
     steps: u64,
     batch_size: usize,
     lr: f64,
+    w: f64,
     rng: &mut SeedRng,
     device: &Device,
     bar: &ProgressBar,
@@ -220,7 +240,7 @@ pub fn potential_warm_up(
         let x = source.batch(batch_size, rng, device)?;
         let y = target.batch(batch_size, rng, device)?;
         let value;
-        (f, value) = super::steps::f_step(t, f, &mut optimizer, lr, x, y, None);
+        (f, value) = super::steps::f_step(t, f, &mut optimizer, lr, x, y, None, w);
         losses.push(value);
         bar.set_message(format!("warm start: f only, L_f {value:+.5}"));
         bar.set_position(step);
