@@ -97,6 +97,7 @@ fn small_map(width: usize, depth: usize, precision: Precision, device: &Device) 
         sha256: String::new(),
         stacked_on: None,
         target_weight: 1.0,
+        weak_gamma: None,
     };
     let (_, json, weights) = encode_transport_map(&t, manifest).unwrap();
     Original {

@@ -163,6 +163,10 @@ pub struct FigureCompareArgs {
     /// Title line above the rows.
     #[arg(long, default_value = "maps side by side")]
     pub title: String,
+    /// Show each color's first digit and, per map, this many outputs T(x, z) for different
+    /// noise z (stochastic maps); 1 shows --per-color digits, one output each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub draws: u16,
     /// PNG file to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -778,6 +782,13 @@ pub struct ReportArgs {
     /// Images for the incomplete-transport section, as paths relative to the report.
     #[arg(long, requires = "weight_series")]
     pub weight_series_figure: Vec<String>,
+    /// Also add the weak-cost section: an `ot3d eval --json` report per map trained with
+    /// another `--weak-gamma` (repeatable), one row each, sorted by γ.
+    #[arg(long)]
+    pub gamma_series: Vec<PathBuf>,
+    /// Images for the weak-cost section, as paths relative to the report.
+    #[arg(long, requires = "gamma_series")]
+    pub gamma_series_figure: Vec<String>,
 }
 
 /// A finite number above zero (learning rates).

@@ -171,6 +171,7 @@ pub fn export(
         sha256: String::new(),
         stacked_on: stacked_on(&config)?,
         target_weight: config.target_weight,
+        weak_gamma: config.weak.as_ref().map(|weak| weak.gamma),
     };
     let (manifest, json, weights) = encode_transport_map(&t, manifest)?;
     // Weights first: a manifest is never left pointing at weights that are not there yet.

@@ -384,7 +384,9 @@ fn figure_compare(args: &FigureCompareArgs) -> Result<()> {
         .map(|(i, dir)| {
             let (t, manifest) = load_model_dir(dir, &device)?;
             let label = args.label.get(i).cloned().unwrap_or_else(|| {
-                if manifest.target_weight != 1.0 {
+                if let Some(gamma) = manifest.weak_gamma {
+                    format!("γ={gamma}")
+                } else if manifest.target_weight != 1.0 {
                     format!("w={}", manifest.target_weight)
                 } else {
                     dir.file_name()
@@ -403,7 +405,7 @@ fn figure_compare(args: &FigureCompareArgs) -> Result<()> {
     };
     write_png(
         &args.out,
-        &compare_figure(&maps, &figure, &args.title, &device)?,
+        &compare_figure(&maps, &figure, &args.title, args.draws as usize, &device)?,
     )
 }
 
@@ -492,17 +494,28 @@ fn report_command(args: &ReportArgs) -> Result<()> {
             &args.compare_figure,
         ));
     }
-    let series = args
-        .weight_series
-        .iter()
-        .map(|path| read_eval(path))
-        .collect::<Result<Vec<_>>>()?;
-    if !series.is_empty() {
-        markdown.push('\n');
-        markdown.push_str(&ot3d_trainer::eval::report::weight_series_markdown(
-            &series,
+    type Section = fn(&[ot3d_trainer::eval::evaluate::EvalReport], &[String]) -> String;
+    let series: [(&[std::path::PathBuf], &[String], Section); 2] = [
+        (
+            &args.weight_series,
             &args.weight_series_figure,
-        ));
+            ot3d_trainer::eval::report::weight_series_markdown,
+        ),
+        (
+            &args.gamma_series,
+            &args.gamma_series_figure,
+            ot3d_trainer::eval::report::gamma_series_markdown,
+        ),
+    ];
+    for (paths, figures, section) in series {
+        let reports = paths
+            .iter()
+            .map(|path| read_eval(path))
+            .collect::<Result<Vec<_>>>()?;
+        if !reports.is_empty() {
+            markdown.push('\n');
+            markdown.push_str(&section(&reports, figures));
+        }
     }
     ot3d_trainer::atomic_file::write_atomic(&args.out, markdown.as_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;

@@ -122,6 +122,41 @@ pub fn map_digits(
     Ok((n, out))
 }
 
+/// `draws` outputs T(x, z) of every digit of `inputs`, each with its own z drawn from
+/// `seed`: `[n · draws]` digits, input-major (the draws of digit 0 first). A deterministic
+/// map gives `draws` copies of T(x).
+pub fn map_draws(
+    t: &TransportMap,
+    manifest: &Manifest,
+    inputs: &[f32],
+    draws: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<f32>, MapError> {
+    let stack = Stack::below(manifest, device)?;
+    let staged = stack.apply_values(inputs, device);
+    let noise_len = t.noise_channels() * GRID * GRID * GRID;
+    let mut rng = SeedRng::new(seed ^ NOISE_SEED);
+    let mut out = Vec::with_capacity(staged.len() * draws);
+    // Chunks of whole digits' draws, so a forward pass holds at most ~CHUNK digits.
+    let per_chunk = (CHUNK / draws.max(1)).max(1);
+    for chunk in staged.chunks(per_chunk * GRID_LEN) {
+        let repeated: Vec<f32> = chunk
+            .chunks(GRID_LEN)
+            .flat_map(|digit| digit.repeat(draws))
+            .collect();
+        let n = repeated.len() / GRID_LEN;
+        let z = gaussian_noise(n * noise_len, manifest.noise_std, &mut rng);
+        out.extend(apply_with_noise(
+            t,
+            &repeated,
+            (noise_len > 0).then_some(&z[..]),
+            device,
+        ));
+    }
+    Ok(out)
+}
+
 /// The `.npy` shape of `n` mapped digits.
 pub fn npy_shape(n: usize) -> [usize; 6] {
     [n, 2, 3, GRID, GRID, GRID]

@@ -20,10 +20,18 @@ use std::process::Command;
 
 /// A just-initialized T, which is exactly the identity, as a model directory.
 fn identity_model(dir: &Path) {
+    identity_model_with_noise(dir, None);
+}
+
+/// The identity as a stochastic map of the weak cost with this γ (it ignores z: its output
+/// layer is zero), or as a deterministic one.
+fn identity_model_with_noise(dir: &Path, weak_gamma: Option<f64>) {
     let device = Device::flex();
+    let noise_channels = usize::from(weak_gamma.is_some());
     let t = TransportMapConfig::new()
         .with_width(2)
         .with_depth(1)
+        .with_noise_channels(noise_channels)
         .init(&device);
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -31,7 +39,7 @@ fn identity_model(dir: &Path) {
         config: TransportShape {
             width: 2,
             depth: 1,
-            noise_channels: 0,
+            noise_channels,
         },
         source_digit: 3,
         target_digit: 5,
@@ -39,7 +47,7 @@ fn identity_model(dir: &Path) {
         voxel: VoxelConfig::default(),
         value_range: [0.0, 1.0],
         precision: Precision::F32,
-        noise_std: 0.0,
+        noise_std: if weak_gamma.is_some() { 0.1 } else { 0.0 },
         precision_max_abs_diff: 0.0,
         training_steps: 0,
         warm_start_steps: 0,
@@ -49,6 +57,7 @@ fn identity_model(dir: &Path) {
         sha256: String::new(),
         stacked_on: None,
         target_weight: 1.0,
+        weak_gamma,
     };
     let (_, json, weights) = encode_transport_map(&t, manifest).unwrap();
     std::fs::create_dir_all(dir).unwrap();
@@ -140,6 +149,30 @@ fn eval_of_the_identity_map_gives_the_identity_answers() {
     assert_eq!(manifest.metrics["color_preservation"], 1.0);
     // The weights still load: recording touches the manifest only.
     ot3d_trainer::mapping::load_model_dir(&model, &Device::flex()).unwrap();
+    assert!(
+        report.per_input.is_none(),
+        "a deterministic map has no draws"
+    );
+
+    // A stochastic map gets draws of z per input; this one ignores z, so they coincide.
+    let stochastic = work.path().join("weak");
+    identity_model_with_noise(&stochastic, Some(0.5));
+    let report = evaluate(
+        &EvalRequest {
+            weights: stochastic,
+            ..request
+        },
+        &Device::flex(),
+    )
+    .unwrap();
+    let per_input = report
+        .per_input
+        .as_ref()
+        .expect("draws of a stochastic map");
+    assert_eq!((per_input.inputs, per_input.draws), (16, 8));
+    assert!(per_input.mean_pairwise.abs() < 1e-12, "{per_input:?}");
+    assert_eq!(report.weak_gamma, Some(0.5));
+    assert!(table(&report).contains("per-input diversity (8 draws of z for each of 16 inputs"));
 }
 
 #[test]
@@ -277,6 +310,25 @@ fn figures_and_report_from_the_command_line() {
     assert!(ok, "{text}");
     let (_, compare_h) = png_size(&compared);
     assert!(compare_h > h + 4 * 40, "{compare_h} vs {h}");
+    // Draws of z: one digit per color, one picture per draw.
+    let drawn = work.path().join("draws.png");
+    let (ok, text) = ot3d(&[
+        "figure",
+        "compare",
+        "--weights",
+        &path(&model),
+        "--draws",
+        "4",
+        "--out",
+        &path(&drawn),
+        "--cell",
+        "2",
+        "--data-dir",
+        &path(&mnist),
+    ]);
+    assert!(ok, "{text}");
+    let (draws_w, _) = png_size(&drawn);
+    assert!(draws_w > 4 * 32, "{draws_w}");
     let (ok, text) = ot3d(&[
         "figure",
         "compare",
@@ -320,6 +372,8 @@ fn figures_and_report_from_the_command_line() {
         &path(&eval_json),
         "--weight-series",
         &path(&eval_json),
+        "--gamma-series",
+        &path(&eval_json),
     ]);
     assert!(ok, "{text}");
     let markdown = std::fs::read_to_string(&results).unwrap();
@@ -338,6 +392,10 @@ fn figures_and_report_from_the_command_line() {
         "{markdown}"
     );
     assert!(markdown.contains("One map only"), "{markdown}");
+    assert!(
+        markdown.contains("## Weak OT: γ and several 5s for one 3"),
+        "{markdown}"
+    );
     let (ok, text) = ot3d(&[
         "report",
         "--eval",

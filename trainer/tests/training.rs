@@ -753,3 +753,74 @@ fn incomplete_transport_pairs_with_nearer_targets_and_trains_with_w() {
         assert!(err.contains("target weight w must be in [1, 16]"), "{err}");
     }
 }
+
+#[test]
+fn a_deterministic_run_starts_a_stochastic_one_whose_draws_differ() {
+    use ot3d_models::mnist::Split;
+    use ot3d_models::nets::burnpack::Precision;
+    use ot3d_models::voxel::GRID_LEN;
+    use ot3d_trainer::export::{PrecisionChoice, export};
+    use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, map_draws, split_pairs};
+
+    let Some(config) = tiny(2) else { return };
+    let device = Device::flex();
+    let work = tempfile::tempdir().unwrap();
+    let path = |name: &str| work.path().join(name);
+    run(&config, &path("strong"), Start::New).unwrap();
+    let weak = TrainConfig {
+        nets: NetsConfig {
+            t_noise_channels: 1,
+            ..config.nets.clone()
+        },
+        weak: Some(WeakCost {
+            gamma: 0.5,
+            gamma_ramp_steps: 1,
+            draws: 2,
+            noise_std: 0.1,
+        }),
+        ..config.clone()
+    };
+    assert_eq!(
+        run(&weak, &path("weak"), Start::InitFrom(path("strong"))).unwrap(),
+        Finish::Completed { step: 2 }
+    );
+    let f32_only = PrecisionChoice::Exactly(Precision::F32);
+    export(&path("weak"), &path("weak-map"), f32_only, &device).unwrap();
+    export(&path("strong"), &path("strong-map"), f32_only, &device).unwrap();
+    let (t, manifest) = load_model_dir(&path("weak-map"), &device).unwrap();
+    assert_eq!(manifest.weak_gamma, Some(0.5));
+    assert_eq!(manifest.config.noise_channels, 1);
+
+    // Draws of z for one digit give different outputs; the same seed the same ones.
+    let request = MapRequest {
+        mnist_dir: mnist_dir().unwrap(),
+        split: Split::Test,
+        count: 2,
+        coloring: None,
+        seed: 4,
+    };
+    let (_, pairs) = map_digits(&t, &manifest, &request, &device).unwrap();
+    let (inputs, _) = split_pairs(&pairs);
+    let drawn = map_draws(&t, &manifest, &inputs, 3, 7, &device).unwrap();
+    assert_eq!(drawn.len(), 2 * 3 * GRID_LEN);
+    let digit = |v: &[f32], i: usize| v[i * GRID_LEN..(i + 1) * GRID_LEN].to_vec();
+    let apart = |a: Vec<f32>, b: Vec<f32>| {
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    assert!(apart(digit(&drawn, 0), digit(&drawn, 1)) > 1e-6);
+    assert!(apart(digit(&drawn, 1), digit(&drawn, 2)) > 1e-6);
+    assert_eq!(
+        drawn,
+        map_draws(&t, &manifest, &inputs, 3, 7, &device).unwrap()
+    );
+    // A deterministic map's draws are all T(x).
+    let (strong, strong_manifest) = load_model_dir(&path("strong-map"), &device).unwrap();
+    let same = map_draws(&strong, &strong_manifest, &inputs, 2, 7, &device).unwrap();
+    assert_eq!(digit(&same, 0), digit(&same, 1));
+    // A stochastic run does not start a deterministic one.
+    let err = run(&config, &path("back"), Start::InitFrom(path("weak"))).unwrap_err();
+    assert!(matches!(err, TrainError::NetsMismatch { .. }), "{err}");
+}

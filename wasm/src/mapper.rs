@@ -203,6 +203,7 @@ mod tests {
             sha256: String::new(),
             stacked_on: None,
             target_weight: 1.0,
+            weak_gamma: None,
         };
         let (_, json, bytes) = encode_transport_map(&t, manifest).unwrap();
         (json, bytes, t)

@@ -207,6 +207,7 @@ mod weights_format {
             sha256: String::new(),
             stacked_on: None,
             target_weight: 1.0,
+            weak_gamma: None,
         }
     }
 
@@ -346,5 +347,50 @@ mod weights_format {
         for err in [load(&future, &bytes), load(&json, &flipped)] {
             assert!(err.to_string().contains("export"), "{err}");
         }
+    }
+}
+
+#[test]
+fn a_deterministic_map_gains_noise_inputs_and_keeps_its_outputs_at_zero_scale() {
+    let device = Device::flex();
+    let config = TransportMapConfig::new().with_width(2).with_depth(1);
+    let t = config.init(&device);
+    // A non-identity T: its zero-initialized output layer given values.
+    let t = t.map(&mut Perturb);
+    let fresh = config.clone().with_noise_channels(2).init(&device);
+    let x = Tensor::<5>::random([2, 3, 16, 16, 16], Distribution::Uniform(0.0, 1.0), &device);
+    let z = Tensor::<5>::random([2, 2, 16, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    let before = t.forward(x.clone(), None);
+    let silent = t.clone().with_noise_input(&fresh, 0.0);
+    assert_eq!(silent.noise_channels(), 2);
+    let diff = (silent.forward(x.clone(), Some(z.clone())) - before.clone())
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(diff < 1e-6, "{diff}");
+    // At a small scale the draws differ, a little.
+    let noisy = t.with_noise_input(&fresh, 0.1);
+    let moved = (noisy.forward(x, Some(z)) - before)
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(moved > 1e-6 && moved < 1.0, "{moved}");
+}
+
+/// Sets every float parameter to a small random value.
+struct Perturb;
+
+impl burn::module::ModuleMapper for Perturb {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        let value = param.val();
+        let random = Tensor::<D>::random(
+            value.dims(),
+            burn::tensor::Distribution::Normal(0.0, 0.1),
+            &value.device(),
+        );
+        burn::module::Param::from_tensor(random)
     }
 }

@@ -121,6 +121,33 @@ impl TransportMap {
         self.noise_channels
     }
 
+    /// This deterministic map made stochastic: the first conv gains `channels` noise inputs,
+    /// their weights taken from `fresh` (a newly initialized stochastic map of the same
+    /// shape) scaled by `scale`, every other weight kept. With a small scale T(x, z) starts
+    /// near T(x) and its draws already differ, so the weak cost's spread term has a gradient
+    /// (at exactly zero spread it has none). `fresh` must have this map's width and depth.
+    pub fn with_noise_input(self, fresh: &TransportMap, scale: f64) -> TransportMap {
+        assert_eq!(self.noise_channels, 0, "the map is deterministic");
+        let old = self.down[0].conv_in.weight.val();
+        let new = fresh.down[0].conv_in.weight.val();
+        let [out, inputs, k0, k1, k2] = new.dims();
+        assert_eq!(
+            old.dims(),
+            [out, 3, k0, k1, k2],
+            "one shape of the first conv"
+        );
+        let noise = new.slice([0..out, 3..inputs, 0..k0, 0..k1, 0..k2]);
+        // Detached: a parameter must be a leaf of the autodiff graph.
+        let weight = Tensor::cat(vec![old, noise.mul_scalar(scale)], 1).detach();
+        let mut down = self.down;
+        down[0].conv_in.weight = burn::module::Param::from_tensor(weight);
+        TransportMap {
+            down,
+            noise_channels: inputs - 3,
+            ..self
+        }
+    }
+
     /// T(x) for `x: [B, 3, 16, 16, 16]`, with `z: [B, noise_channels, 16, 16, 16]` when the
     /// map is stochastic (ignored when it is not). A stochastic map given no z sees z = 0,
     /// the noise's mean: a deterministic summary of the map.

@@ -82,6 +82,9 @@ pub struct Manifest {
         skip_serializing_if = "is_complete_transport"
     )]
     pub target_weight: f64,
+    /// The γ of the weak cost a stochastic map was trained with (None: the strong cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weak_gamma: Option<f64>,
 }
 
 fn complete_transport() -> f64 {

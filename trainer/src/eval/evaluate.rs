@@ -6,7 +6,7 @@ use super::baseline::{Baseline, baseline, partner_each_color};
 use super::classifier_train::{ClassifierError, load_classifier};
 use super::metrics::{dominant_color, frechet_distance, mean_pairwise_sq_distance};
 use crate::digits::{ClassDigits, DigitOrigin, DigitsError, grids_tensor};
-use crate::mapping::{MapError, load_model_dir, map_each_color};
+use crate::mapping::{MapError, load_model_dir, map_draws, map_each_color};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::assignment::min_cost_assignment;
 use ot3d_models::mnist::Split;
@@ -94,6 +94,22 @@ pub struct Similarity {
     pub random_pairing: f64,
 }
 
+/// How differently a stochastic map T(x, z) maps one input over draws of z (the weak
+/// cost's point: several plausible targets per input).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerInputDiversity {
+    /// Inputs it was measured on (the first of each color's share).
+    pub inputs: usize,
+    /// Draws of z per input.
+    pub draws: usize,
+    /// Mean over inputs of the mean pairwise ‖T(x, z) − T(x, z')‖²/D among its draws.
+    pub mean_pairwise: f64,
+}
+
+/// Inputs per color and draws per input of [`PerInputDiversity`].
+pub const PER_INPUT_DIGITS: usize = 16;
+pub const PER_INPUT_DRAWS: usize = 8;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diversity {
     /// Mean pairwise ‖a − b‖²/D among outputs T(x).
@@ -138,6 +154,12 @@ pub struct EvalReport {
     /// (absent in reports written before it existed).
     #[serde(default)]
     pub similarity: Option<Similarity>,
+    /// The weak cost's γ of a stochastic map (None: the strong cost).
+    #[serde(default)]
+    pub weak_gamma: Option<f64>,
+    /// Spread of a stochastic map's draws for one input (None for a deterministic map).
+    #[serde(default)]
+    pub per_input: Option<PerInputDiversity>,
 }
 
 fn complete_transport() -> f64 {
@@ -241,6 +263,35 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         inputs.extend_from_slice(&part.inputs);
         outputs.extend_from_slice(&part.outputs);
     }
+    // A stochastic map: several draws of z for the first inputs of each color.
+    let per_input = if t.noise_channels() > 0 {
+        let firsts: Vec<f32> = by_color
+            .iter()
+            .flat_map(|part| {
+                let n = (part.inputs.len() / GRID_LEN).min(PER_INPUT_DIGITS);
+                part.inputs[..n * GRID_LEN].iter().copied()
+            })
+            .collect();
+        let drawn = map_draws(
+            &t,
+            &manifest,
+            &firsts,
+            PER_INPUT_DRAWS,
+            request.seed,
+            device,
+        )?;
+        let spreads: Vec<f64> = drawn
+            .chunks(PER_INPUT_DRAWS * GRID_LEN)
+            .map(|draws| mean_pairwise_sq_distance(draws, GRID_LEN))
+            .collect();
+        Some(PerInputDiversity {
+            inputs: spreads.len(),
+            draws: PER_INPUT_DRAWS,
+            mean_pairwise: spreads.iter().sum::<f64>() / spreads.len().max(1) as f64,
+        })
+    } else {
+        None
+    };
     bar.inc(1);
     bar.set_message("real target digits");
 
@@ -322,6 +373,8 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         stacked_on: manifest.stacked_on.as_ref().map(|s| s.dir.clone()),
         target_weight: manifest.target_weight,
         similarity: Some(similarity),
+        weak_gamma: manifest.weak_gamma,
+        per_input,
     })
 }
 
@@ -492,6 +545,18 @@ pub fn table(report: &EvalReport) -> String {
         out += &format!(
             "similarity to the input (mean cosine)   T(x) {:.3}   exact-OT partner {:.3}   random target {:.3}\n",
             s.map, s.exact_ot, s.random_pairing
+        );
+    }
+    if let Some(p) = &report.per_input {
+        out += &format!(
+            "per-input diversity ({} draws of z for each of {} inputs, mean pairwise ‖T(x,z)−T(x,z')‖²/D)   {:.5}   ratio to real targets' {:.3}{}\n",
+            p.draws,
+            p.inputs,
+            p.mean_pairwise,
+            p.mean_pairwise / report.diversity.real_targets.max(f64::MIN_POSITIVE),
+            report
+                .weak_gamma
+                .map_or(String::new(), |g| format!("   (weak cost, γ = {g})"))
         );
     }
     if report.target_weight != 1.0 {

@@ -2,7 +2,7 @@
 //! each color above their maps, and a run's loss curves — as PNG.
 
 use super::baseline::partner_each_color;
-use crate::mapping::{MapError, MappedColor, map_each_color};
+use crate::mapping::{MapError, MappedColor, map_draws, map_each_color};
 use crate::training::log::StepRecord;
 use crate::training::warm_start::WarmStartReport;
 use burn::tensor::Device;
@@ -222,12 +222,15 @@ pub struct LabeledMap {
 }
 
 /// The same `per_color` source test digits of each color (one row) above a row per map:
-/// maps of one pair side by side (e.g. trained with different `--w`). The maps must share
-/// the source digit and the voxel settings, so they see the same inputs.
+/// maps of one pair side by side (e.g. trained with different `--w`). With `draws` > 1,
+/// each color's first digit instead, and in each map's row `draws` outputs T(x, z) of it
+/// for different z (stochastic maps, `--weak-gamma`). The maps must share the source digit
+/// and the voxel settings, so they see the same inputs.
 pub fn compare_figure(
     maps: &[LabeledMap],
     figure: &MapFigure,
     title: &str,
+    draws: usize,
     device: &Device,
 ) -> Result<RgbImage, MapError> {
     let first = maps.first().ok_or_else(|| MapError::Compare {
@@ -273,7 +276,21 @@ pub fn compare_figure(
         .collect::<Result<_, _>>()?;
     let mut rows: Vec<(String, Vec<RgbImage>)> = Vec::new();
     for (k, color) in DigitColor::ALL.into_iter().enumerate() {
-        rows.push((format!("{color} x"), render(&mapped[0][k].inputs)));
+        let inputs = &mapped[0][k].inputs;
+        if draws > 1 {
+            let first = &inputs[..GRID_LEN.min(inputs.len())];
+            rows.push((format!("{color} x"), render(first)));
+            for map in maps {
+                let drawn = map_draws(&map.t, &map.manifest, first, draws, figure.seed, device)?;
+                let pictures = drawn
+                    .chunks(GRID_LEN)
+                    .map(|g| render_digit(g, figure.cell))
+                    .collect();
+                rows.push((format!("{color} {}", map.label), pictures));
+            }
+            continue;
+        }
+        rows.push((format!("{color} x"), render(inputs)));
         for (map, outputs) in maps.iter().zip(&mapped) {
             rows.push((
                 format!("{color} {}", map.label),

@@ -2,7 +2,7 @@
 //! loss log line, a checkpoint every N steps; resume, init-from, divergence guard, Ctrl-C.
 
 use super::checkpoint::{self, Checkpoint, CheckpointError, TrainingState};
-use super::config::TrainConfig;
+use super::config::{NetsConfig, TrainConfig};
 use super::log::{LossLog, StepRecord};
 use super::losses::{repeat_draws, transport_loss, weak_cost_terms};
 use super::sampler::{BatchSampler, noise_batch};
@@ -34,6 +34,11 @@ pub enum Start {
     /// learning); optimizers and step start fresh.
     InitFrom(PathBuf),
 }
+
+/// Scale of a fresh init's noise-input weights when a deterministic map starts a stochastic
+/// one (`--init-from` with `--weak-gamma`): T(x, z) starts near T(x), its draws already
+/// apart.
+pub const NOISE_INPUT_SCALE: f64 = 0.1;
 
 /// How a run ended without error.
 #[derive(Debug, Clone, PartialEq)]
@@ -240,14 +245,27 @@ pub fn train(
             let mut state = fresh(config, &device);
             if let Start::InitFrom(other) = &start {
                 let theirs = read_config(other)?;
-                if theirs.nets != config.nets {
+                // A deterministic map may start a stochastic one (the weak cost): the same
+                // nets but for T's noise inputs, which it gains.
+                let gains_noise = theirs.nets.t_noise_channels == 0
+                    && NetsConfig {
+                        t_noise_channels: config.nets.t_noise_channels,
+                        ..theirs.nets.clone()
+                    } == config.nets;
+                if !gains_noise {
                     return Err(TrainError::NetsMismatch {
                         other: other.clone(),
                         theirs: format!("{:?}", theirs.nets),
                         ours: format!("{:?}", config.nets),
                     });
                 }
-                (state.t, state.f, _) = checkpoint::load_latest_nets(other, &config.nets, &device)?;
+                let t;
+                (t, state.f, _) = checkpoint::load_latest_nets(other, &theirs.nets, &device)?;
+                state.t = if config.nets.t_noise_channels > 0 {
+                    t.with_noise_input(&state.t, NOISE_INPUT_SCALE)
+                } else {
+                    t
+                };
             }
             state
         }
