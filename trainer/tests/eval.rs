@@ -310,6 +310,29 @@ fn figures_and_report_from_the_command_line() {
     assert!(ok, "{text}");
     let (_, compare_h) = png_size(&compared);
     assert!(compare_h > h + 4 * 40, "{compare_h} vs {h}");
+    // Maps of another source digit see other inputs: refused, naming both.
+    let twos = work.path().join("twos");
+    identity_model(&twos);
+    let manifest = std::fs::read_to_string(twos.join(MANIFEST_FILE)).unwrap();
+    let edited = manifest.replace("\"source_digit\": 3", "\"source_digit\": 2");
+    assert_ne!(edited, manifest);
+    std::fs::write(twos.join(MANIFEST_FILE), edited).unwrap();
+    let (ok, text) = ot3d(&[
+        "figure",
+        "compare",
+        "--weights",
+        &path(&model),
+        "--weights",
+        &path(&twos),
+        "--out",
+        &path(&compared),
+        "--data-dir",
+        &path(&mnist),
+    ]);
+    assert!(
+        !ok && text.contains("compare maps of one source digit") && text.contains("twos"),
+        "{text}"
+    );
     // Draws of z: one digit per color, one picture per draw.
     let drawn = work.path().join("draws.png");
     let (ok, text) = ot3d(&[
