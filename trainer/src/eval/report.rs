@@ -73,6 +73,23 @@ pub fn results_markdown(
         div.real_targets,
         diversity_ratio
     );
+    if let Some(sim) = &report.similarity {
+        md += &format!(
+            "Similarity to the input (mean cosine of x with…): T(x) {:.3}, its exact-OT partner \
+             among real test {t}s {:.3}, a random real {t} {:.3}.\n\n",
+            sim.map, sim.exact_ot, sim.random_pairing
+        );
+    }
+    if let Some(p) = &report.per_input {
+        md += &format!(
+            "Per-input diversity ({} draws of z for each of {} inputs): mean pairwise \
+             ‖T(x, z) − T(x, z')‖²/D {:.5}, {:.3} of the real {t}s' pairwise distance.\n\n",
+            p.draws,
+            p.inputs,
+            p.mean_pairwise,
+            p.mean_pairwise / div.real_targets.max(f64::MIN_POSITIVE)
+        );
+    }
 
     md += "## Answers\n\n";
     let mapped = row(report, "T(x)");
@@ -671,6 +688,37 @@ mod tests {
         let flat = [with(Some(0.0), Some(0.004)), with(Some(1.0), Some(0.002))];
         assert!(gamma_series_markdown(&flat, &[]).contains("does **not** rise with γ"));
         assert!(gamma_series_markdown(&flat[..1], &[]).contains("One map only"));
+    }
+
+    #[test]
+    fn similarity_and_per_input_diversity_appear_in_the_results_when_measured() {
+        use crate::eval::evaluate::{PerInputDiversity, Similarity};
+        let plain = results_markdown(&report(0.97, 1.0, 0.005), &classifier(), &[]);
+        assert!(!plain.contains("Similarity to the input") && !plain.contains("Per-input"));
+        let measured = EvalReport {
+            similarity: Some(Similarity {
+                map: 0.77,
+                exact_ot: 0.64,
+                random_pairing: 0.24,
+            }),
+            per_input: Some(PerInputDiversity {
+                inputs: 64,
+                draws: 8,
+                mean_pairwise: 0.002,
+            }),
+            ..report(0.97, 1.0, 0.005)
+        };
+        let md = results_markdown(&measured, &classifier(), &[]);
+        assert!(
+            md.contains(
+                "T(x) 0.770, its exact-OT partner among real test 5s 0.640, a random real 5 0.240"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("(8 draws of z for each of 64 inputs)") && md.contains("0.00200, 0.050 of"),
+            "{md}"
+        );
     }
 
     #[test]
