@@ -651,6 +651,10 @@ pub struct TrainArgs {
     /// (warm restarts) [default: the preset's, else 1].
     #[arg(long)]
     warm_start_cycles: Option<u64>,
+    /// Warm start: also restart Adam after this regression step (repeatable), e.g. 1800 in
+    /// a 2400-step warm start [default: none].
+    #[arg(long)]
+    warm_start_restart_after: Vec<u64>,
     /// Adam β1 of both networks (0 is common for such min-max games) [default: the preset's].
     #[arg(long)]
     beta_1: Option<f32>,
@@ -739,6 +743,13 @@ impl TrainArgs {
             cycles: self
                 .warm_start_cycles
                 .unwrap_or(preset_warm.as_ref().map_or(1, |w| w.cycles)),
+            restart_after: if self.warm_start_restart_after.is_empty() {
+                preset_warm
+                    .as_ref()
+                    .map_or(Vec::new(), |w| w.restart_after.clone())
+            } else {
+                self.warm_start_restart_after.clone()
+            },
         });
         config.stack_on = self.stack_on.clone();
         config.target_weight = self.target_weight;

@@ -440,6 +440,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         lr: 1e-2,
         f_steps: 2,
         cycles: 1,
+        restart_after: vec![],
     });
     let dir = tempfile::tempdir().unwrap();
     let plain = tempfile::tempdir().unwrap();
@@ -490,6 +491,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             lr: 1e-2,
             f_steps: 0,
             cycles: 1,
+            restart_after: vec![],
         }),
         ..config.clone()
     };
@@ -504,6 +506,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             lr: 1e-2,
             f_steps: 0,
             cycles,
+            restart_after: vec![],
         });
         c
     };
@@ -520,6 +523,29 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             .collect::<Vec<_>>()
     };
     let (one, two) = (losses(1), losses(2));
+    // One restart after step 2, given as a step: the same path as two cycles.
+    let dir = tempfile::tempdir().unwrap();
+    let mut at_two = cycled(1);
+    at_two.warm_start.as_mut().unwrap().restart_after = vec![2];
+    run(&at_two, dir.path(), Start::New).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&read(dir.path().join(WARM_START_FILE))).unwrap();
+    let restarted: Vec<f64> = report["regression_losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(restarted, two);
+    for bad in [0, 4] {
+        let mut c = cycled(1);
+        c.warm_start.as_mut().unwrap().restart_after = vec![bad];
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.contains("restarts must come after a step in 1..4"),
+            "{err}"
+        );
+    }
     assert_eq!(
         one[..3],
         two[..3],
@@ -708,6 +734,7 @@ fn incomplete_transport_pairs_with_nearer_targets_and_trains_with_w() {
             lr: 1e-2,
             f_steps: 1,
             cycles: 1,
+            restart_after: vec![],
         }),
         ..config.clone()
     };

@@ -136,6 +136,10 @@ pub struct WarmStart {
     /// restarts); 1 = one Adam run throughout.
     #[serde(default = "one_cycle", skip_serializing_if = "is_one_cycle")]
     pub cycles: u64,
+    /// Adam also restarts after each of these regression steps (e.g. [1800]: one restart
+    /// once the regression has converged), beside the cycles' own restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_after: Vec<u64>,
 }
 
 fn one_cycle() -> u64 {
@@ -242,6 +246,7 @@ impl TrainConfig {
                     lr: 2e-3,
                     f_steps: 0,
                     cycles: 1,
+                    restart_after: Vec::new(),
                 }),
                 ..reference
             },
@@ -337,6 +342,16 @@ impl TrainConfig {
                 return Err(format!(
                     "warm start cycles must be 1..={} (one step each at least), got {}",
                     warm.steps, warm.cycles
+                ));
+            }
+            if let Some(bad) = warm
+                .restart_after
+                .iter()
+                .find(|&&s| s == 0 || s >= warm.steps)
+            {
+                return Err(format!(
+                    "warm start restarts must come after a step in 1..{} (before the last), got {bad}",
+                    warm.steps
                 ));
             }
         }

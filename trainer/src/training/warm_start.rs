@@ -179,7 +179,9 @@ pub fn warm_start(
     bar.set_position(0);
     let cycle_length = settings.steps.div_ceil(settings.cycles.max(1));
     for step in 1..=settings.steps {
-        if step > 1 && (step - 1) % cycle_length == 0 {
+        let restart =
+            (step - 1) % cycle_length == 0 || settings.restart_after.contains(&(step - 1));
+        if step > 1 && restart {
             optimizer = AdamConfig::new().init();
         }
         let mut xs = Vec::with_capacity(batch_size * GRID_LEN);
