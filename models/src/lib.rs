@@ -23,3 +23,4 @@ pub mod render;
 pub mod rng;
 pub mod stats;
 pub mod voxel;
+pub mod weak_plan;

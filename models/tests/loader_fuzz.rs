@@ -88,6 +88,7 @@ fn small_map(width: usize, depth: usize, precision: Precision, device: &Device) 
         value_range: [0.0, 1.0],
         precision,
         noise_std: 0.0,
+        noise_layout: Default::default(),
         precision_max_abs_diff: 0.0,
         training_steps: 1,
         warm_start_steps: 0,

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ot3d_models::mnist::Split;
+use ot3d_models::nets::NoiseLayout;
 use ot3d_models::voxel::{Coloring, DigitColor, Flavor, KaggleStyleConfig, VoxelConfig};
 use ot3d_trainer::mnist_dir::DEFAULT_MNIST_DIR;
 use ot3d_trainer::training::config::{DataSource, Preset, TrainConfig, WarmStart, WeakCost};
@@ -432,6 +433,21 @@ impl SplitArg {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub enum NoiseLayoutArg {
+    Voxel,
+    Digit,
+}
+
+impl From<NoiseLayoutArg> for NoiseLayout {
+    fn from(arg: NoiseLayoutArg) -> Self {
+        match arg {
+            NoiseLayoutArg::Voxel => NoiseLayout::Voxel,
+            NoiseLayoutArg::Digit => NoiseLayout::Digit,
+        }
+    }
+}
+
 /// How digits are made 3D, and where they come from.
 #[derive(Args)]
 pub struct VoxelArgs {
@@ -626,6 +642,10 @@ pub struct TrainArgs {
     /// Weak cost: standard deviation of the noise z.
     #[arg(long, default_value_t = 0.1, requires = "weak_gamma")]
     noise_std: f32,
+    /// Weak cost: how z fills the noise channels: `voxel` (a fresh value at every voxel) or
+    /// `digit` (one value per channel and digit, a latent code the whole digit sees).
+    #[arg(long, value_enum, default_value_t = NoiseLayoutArg::Voxel, requires = "weak_gamma")]
+    noise_layout: NoiseLayoutArg,
     /// Incomplete (extremal) transport: weight w in [1, 16] on the potential's target term
     /// (Gazdieva et al. 2023), so T(x) need cover only the 1/w share of targets nearest the
     /// inputs; the warm start then pairs each source with its own target among w times as
@@ -723,6 +743,7 @@ impl TrainArgs {
             gamma_ramp_steps: self.gamma_ramp_steps,
             draws: self.noise_draws,
             noise_std: self.noise_std,
+            noise_layout: self.noise_layout.into(),
         });
         // The warm start: the preset's, changed or switched on/off by the flags given.
         let preset_warm = config.warm_start.clone();

@@ -152,6 +152,10 @@ pub fn export(
             noise_channels: config.nets.t_noise_channels,
         },
         noise_std: config.weak.as_ref().map_or(0.0, |weak| weak.noise_std),
+        noise_layout: config
+            .weak
+            .as_ref()
+            .map_or(Default::default(), |weak| weak.noise_layout),
         source_digit: config.source,
         target_digit: config.target,
         data: config.data.name().into(),

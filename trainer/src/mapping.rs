@@ -7,7 +7,7 @@ use crate::stack::Stack;
 use burn::tensor::Device;
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::weights::{MANIFEST_FILE, Manifest, WeightsError};
-use ot3d_models::nets::{TransportMap, gaussian_noise};
+use ot3d_models::nets::{TransportMap, noise_values};
 use ot3d_models::rng::{SeedRng, sample_seed};
 use ot3d_models::voxel::{Coloring, DigitColor, GRID, GRID_LEN, VoxelError};
 use std::path::{Path, PathBuf};
@@ -99,7 +99,13 @@ pub fn map_digits(
         .iter()
         .flat_map(|(index, _)| {
             let mut rng = SeedRng::new(sample_seed(request.seed ^ NOISE_SEED, *index as u64));
-            gaussian_noise(noise_len, manifest.noise_std, &mut rng)
+            noise_values(
+                1,
+                t.noise_channels(),
+                manifest.noise_std,
+                manifest.noise_layout,
+                &mut rng,
+            )
         })
         .collect();
     let inputs: Vec<f32> = picked.into_iter().flat_map(|(_, g)| g.into_vec()).collect();
@@ -146,7 +152,13 @@ pub fn map_draws(
             .flat_map(|digit| digit.repeat(draws))
             .collect();
         let n = repeated.len() / GRID_LEN;
-        let z = gaussian_noise(n * noise_len, manifest.noise_std, &mut rng);
+        let z = noise_values(
+            n,
+            t.noise_channels(),
+            manifest.noise_std,
+            manifest.noise_layout,
+            &mut rng,
+        );
         out.extend(apply_with_noise(
             t,
             &repeated,

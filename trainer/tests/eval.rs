@@ -48,6 +48,7 @@ fn identity_model_with_noise(dir: &Path, weak_gamma: Option<f64>) {
         value_range: [0.0, 1.0],
         precision: Precision::F32,
         noise_std: if weak_gamma.is_some() { 0.1 } else { 0.0 },
+        noise_layout: Default::default(),
         precision_max_abs_diff: 0.0,
         training_steps: 0,
         warm_start_steps: 0,

@@ -123,6 +123,7 @@ fn a_stochastic_map_exports_its_noise_and_maps_reproducibly() {
             gamma_ramp_steps: 0,
             draws: 2,
             noise_std: 0.3,
+            noise_layout: Default::default(),
         });
     }) else {
         return;

@@ -175,6 +175,7 @@ fn weak_cost_ramps_gamma_spreads_outputs_and_resumes_exactly() {
         gamma_ramp_steps: 2,
         draws: 3,
         noise_std: 0.5,
+        noise_layout: Default::default(),
     });
     let dir = tempfile::tempdir().unwrap();
     run(&config, dir.path(), Start::New).unwrap();
@@ -198,6 +199,7 @@ fn weak_cost_settings_are_checked() {
         gamma_ramp_steps: 0,
         draws: 2,
         noise_std: 0.1,
+        noise_layout: Default::default(),
     };
     let with = |gamma: f64, draws: usize, noise: usize| TrainConfig {
         nets: NetsConfig {
@@ -804,6 +806,7 @@ fn a_deterministic_run_starts_a_stochastic_one_whose_draws_differ() {
             gamma_ramp_steps: 1,
             draws: 2,
             noise_std: 0.1,
+            noise_layout: Default::default(),
         }),
         ..config.clone()
     };
@@ -850,4 +853,131 @@ fn a_deterministic_run_starts_a_stochastic_one_whose_draws_differ() {
     // A stochastic run does not start a deterministic one.
     let err = run(&config, &path("back"), Start::InitFrom(path("weak"))).unwrap_err();
     assert!(matches!(err, TrainError::NetsMismatch { .. }), "{err}");
+}
+
+#[test]
+fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
+    use ot3d_models::mnist::Split;
+    use ot3d_models::nets::NoiseLayout;
+    use ot3d_models::nets::burnpack::Precision;
+    use ot3d_models::voxel::{GRID_LEN, VoxelConfig};
+    use ot3d_trainer::digits::ClassDigits;
+    use ot3d_trainer::export::{PrecisionChoice, export};
+    use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, map_draws, split_pairs};
+    use ot3d_trainer::training::config::WarmStart;
+    use ot3d_trainer::training::run::WARM_START_FILE;
+    use ot3d_trainer::training::warm_start::{WarmStartReport, weak_ot_pairs};
+
+    let Some(config) = tiny(1) else { return };
+    let device = Device::flex();
+    let origin = config.data.origin();
+    let threes = ClassDigits::load(&origin, Split::Train, 3).unwrap();
+    let fives = ClassDigits::load(&origin, Split::Train, 5).unwrap();
+    // The same 8 sources and targets per color for every γ: γ = 0 is the exact assignment,
+    // and larger γ spreads each source over more targets at a higher transport cost.
+    let plans: Vec<_> = [0.0, 0.5, 1.0]
+        .iter()
+        .map(|&gamma| {
+            let pairs = weak_ot_pairs(
+                &threes,
+                &Stack::default(),
+                &fives,
+                &VoxelConfig::default(),
+                8,
+                1.0,
+                gamma,
+                3,
+                &device,
+            )
+            .unwrap();
+            assert_eq!((pairs.len(), pairs.supports.len()), (32, 32));
+            for support in &pairs.supports {
+                let total: f64 = support.iter().map(|(_, w)| w).sum();
+                assert!((total - 1.0).abs() < 1e-9, "{support:?}");
+                assert!(support.iter().all(|&(j, _)| j < 32));
+            }
+            assert!(pairs.gap < 1e-3, "γ {gamma}: gap {}", pairs.gap);
+            pairs
+        })
+        .collect();
+    assert!((plans[0].cost - plans[0].ot_cost).abs() < 1e-6);
+    assert_eq!((plans[0].spread, plans[0].mean_support()), (0.0, 1.0));
+    assert!(plans[1].spread >= plans[0].spread && plans[2].spread >= plans[1].spread - 1e-6);
+    assert!(plans[2].spread > 0.0 && plans[2].mean_support() > 1.0);
+    assert!(plans[2].cost >= plans[0].cost - 1e-9);
+
+    // A stochastic run's warm start regresses T(x, z) onto the plan, draws matched to
+    // targets; its report names the plan, and the draws of z come apart.
+    let mut strong = config.clone();
+    strong.warm_start = Some(WarmStart {
+        pairs_per_color: 4,
+        steps: 3,
+        lr: 1e-2,
+        f_steps: 0,
+        cycles: 1,
+        restart_after: vec![],
+    });
+    let weak = TrainConfig {
+        nets: NetsConfig {
+            t_noise_channels: 1,
+            ..strong.nets.clone()
+        },
+        weak: Some(WeakCost {
+            gamma: 1.0,
+            gamma_ramp_steps: 0,
+            draws: 2,
+            noise_std: 1.0,
+            noise_layout: NoiseLayout::Digit,
+        }),
+        ..strong.clone()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let path = |name: &str| work.path().join(name);
+    run(&strong, &path("strong"), Start::New).unwrap();
+    let strong_report: WarmStartReport =
+        serde_json::from_slice(&read(path("strong").join(WARM_START_FILE))).unwrap();
+    assert_eq!(strong_report.weak_plan, None);
+    assert_eq!(
+        run(&weak, &path("weak"), Start::InitFrom(path("strong"))).unwrap(),
+        Finish::Completed { step: 1 }
+    );
+    let report: WarmStartReport =
+        serde_json::from_slice(&read(path("weak").join(WARM_START_FILE))).unwrap();
+    let plan = report.weak_plan.expect("a weak plan in the report");
+    assert_eq!((plan.gamma, plan.draws), (1.0, 2));
+    assert!(plan.mean_support >= 1.0 && plan.gap < 1e-3, "{plan:?}");
+    assert!(plan.cost >= report.pair_ot_cost - 1e-9, "{plan:?}");
+    assert!(
+        plan.final_draw_spread > 0.0 && plan.final_draw_spread.is_finite(),
+        "{plan:?}"
+    );
+    assert_eq!(report.regression_losses.len(), 3);
+    assert!(report.regression_losses.iter().all(|l| l.is_finite()));
+
+    // The export records the per-digit noise, and mapping draws it that way: two draws of
+    // one digit differ, and the same seed repeats them.
+    export(
+        &path("weak"),
+        &path("weak-map"),
+        PrecisionChoice::Exactly(Precision::F32),
+        &device,
+    )
+    .unwrap();
+    let (t, manifest) = load_model_dir(&path("weak-map"), &device).unwrap();
+    assert_eq!(manifest.noise_layout, NoiseLayout::Digit);
+    let request = MapRequest {
+        mnist_dir: mnist_dir().unwrap(),
+        split: Split::Test,
+        count: 1,
+        coloring: None,
+        seed: 2,
+    };
+    let (_, pairs) = map_digits(&t, &manifest, &request, &device).unwrap();
+    let (inputs, _) = split_pairs(&pairs);
+    let drawn = map_draws(&t, &manifest, &inputs, 2, 5, &device).unwrap();
+    assert_ne!(drawn[..GRID_LEN], drawn[GRID_LEN..]);
+    assert_eq!(
+        drawn,
+        map_draws(&t, &manifest, &inputs, 2, 5, &device).unwrap()
+    );
 }

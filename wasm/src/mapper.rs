@@ -194,6 +194,7 @@ mod tests {
             value_range: [0.0, 1.0],
             precision: Precision::F32,
             noise_std: 0.0,
+            noise_layout: Default::default(),
             precision_max_abs_diff: 0.0,
             training_steps: 0,
             warm_start_steps: 0,

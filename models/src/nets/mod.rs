@@ -14,7 +14,7 @@ pub mod weights;
 pub use classifier::{CLASSES, ClassifierConfig, DigitClassifier};
 pub use potential::{Potential, PotentialConfig};
 pub use resample::{avg_pool2, upsample_nearest2};
-pub use transport::{TransportMap, TransportMapConfig, gaussian_noise};
+pub use transport::{NoiseLayout, TransportMap, TransportMapConfig, gaussian_noise, noise_values};
 
 use burn::module::Module;
 

@@ -97,6 +97,37 @@ fn gaussian_noise_is_seeded_and_scaled() {
 }
 
 #[test]
+fn noise_layouts_fill_the_channels_per_voxel_or_per_digit() {
+    use crate::rng::SeedRng;
+    let grid = 16 * 16 * 16;
+    // Per voxel: exactly the draws of gaussian_noise, so older maps see the same z.
+    let voxel = noise_values(3, 2, 0.5, NoiseLayout::Voxel, &mut SeedRng::new(9));
+    assert_eq!(
+        voxel,
+        gaussian_noise(3 * 2 * grid, 0.5, &mut SeedRng::new(9))
+    );
+    // Per digit: one value per (digit, channel), the same at every voxel, from the first
+    // draws of the same stream.
+    let digit = noise_values(3, 2, 0.5, NoiseLayout::Digit, &mut SeedRng::new(9));
+    assert_eq!(digit.len(), 3 * 2 * grid);
+    let codes = gaussian_noise(6, 0.5, &mut SeedRng::new(9));
+    for (k, block) in digit.chunks(grid).enumerate() {
+        assert!(
+            block.iter().all(|&v| v == codes[k]),
+            "block {k} is constant"
+        );
+    }
+    assert!(codes.windows(2).all(|w| w[0] != w[1]));
+    // The manifest and config spelling.
+    assert_eq!(
+        serde_json::to_string(&NoiseLayout::Digit).unwrap(),
+        "\"digit\""
+    );
+    assert!(serde_json::from_str::<NoiseLayout>("\"pixel\"").is_err());
+    assert!(NoiseLayout::default().is_voxel());
+}
+
+#[test]
 fn potential_gives_one_finite_scalar_per_digit() {
     let device = device();
     for stages in 1..=4 {
@@ -198,6 +229,7 @@ mod weights_format {
             value_range: [0.0, 1.0],
             precision,
             noise_std: 0.0,
+            noise_layout: Default::default(),
             precision_max_abs_diff: 0.0,
             training_steps: 7,
             warm_start_steps: 0,
@@ -209,6 +241,22 @@ mod weights_format {
             target_weight: 1.0,
             weak_gamma: None,
         }
+    }
+
+    #[test]
+    fn the_noise_layout_is_left_out_for_voxel_noise_and_kept_for_digit_noise() {
+        let plain = manifest(Precision::F32);
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("noise_layout"), "{json}");
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.noise_layout, NoiseLayout::Voxel);
+        let digit = Manifest {
+            noise_layout: NoiseLayout::Digit,
+            ..plain
+        };
+        let json = serde_json::to_string(&digit).unwrap();
+        assert!(json.contains("\"noise_layout\":\"digit\""), "{json}");
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), digit);
     }
 
     /// A T that is not the identity (random output layer), so loading mistakes show.

@@ -109,6 +109,43 @@ impl TransportMapConfig {
     }
 }
 
+/// How the noise z of a stochastic map fills its channels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoiseLayout {
+    /// A fresh N(0, std²) value at every voxel of every noise channel.
+    #[default]
+    Voxel,
+    /// One N(0, std²) value per noise channel and digit, the same at every voxel: a
+    /// latent code the whole digit sees at once, so z can pick a global shape.
+    Digit,
+}
+
+impl NoiseLayout {
+    pub fn is_voxel(&self) -> bool {
+        *self == NoiseLayout::Voxel
+    }
+}
+
+/// The noise z of `digits` digits with `channels` noise channels each, laid out per
+/// `layout`: `digits · channels · 16³` values, digit-major, drawn from `rng`.
+pub fn noise_values(
+    digits: usize,
+    channels: usize,
+    std: f32,
+    layout: NoiseLayout,
+    rng: &mut crate::rng::SeedRng,
+) -> Vec<f32> {
+    let grid = crate::voxel::GRID * crate::voxel::GRID * crate::voxel::GRID;
+    match layout {
+        NoiseLayout::Voxel => gaussian_noise(digits * channels * grid, std, rng),
+        NoiseLayout::Digit => gaussian_noise(digits * channels, std, rng)
+            .into_iter()
+            .flat_map(|value| std::iter::repeat_n(value, grid))
+            .collect(),
+    }
+}
+
 /// `count` samples of N(0, std²) from `rng`: the noise z of a stochastic map, drawn the same
 /// way natively and in the browser so a seed names one output.
 pub fn gaussian_noise(count: usize, std: f32, rng: &mut crate::rng::SeedRng) -> Vec<f32> {

@@ -4,7 +4,7 @@
 //! error naming the problem and the fix — never a panic, never a silently wrong map.
 
 use super::burnpack::{BurnpackError, Precision, load_bytes_with};
-use super::{TransportMap, TransportMapConfig};
+use super::{NoiseLayout, TransportMap, TransportMapConfig};
 use crate::voxel::VoxelConfig;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,9 @@ pub struct Manifest {
     /// 0 for a deterministic map.
     #[serde(default)]
     pub noise_std: f32,
+    /// How z fills the noise channels (per voxel unless the manifest says "digit").
+    #[serde(default, skip_serializing_if = "NoiseLayout::is_voxel")]
+    pub noise_layout: NoiseLayout,
     /// Largest |T(x)| difference between the stored precision and f32, measured at export.
     pub precision_max_abs_diff: f32,
     /// NOT outer steps the map was trained for.

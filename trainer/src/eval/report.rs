@@ -420,7 +420,9 @@ pub fn gamma_series_markdown(reports: &[EvalReport], figures: &[String]) -> Stri
         "## Weak OT: γ and several 5s for one 3\n\n\
          With the γ-weak quadratic cost T takes noise z beside x and pays γ × the spread of its \
          draws back, so one input can map to several plausible targets. Each row is `ot3d \
-         eval --json` on a map trained with `ot3d train --weak-gamma γ`; per-input diversity \
+         eval --json` on a map trained with `ot3d train --weak-gamma γ`, whose warm start \
+         fits T(x, ·) to the exact discrete weak-OT plan for γ between training digits \
+         (warm_start.json holds the plan's spread); per-input diversity \
          is the mean pairwise ‖T(x, z) − T(x, z')‖²/D over draws of z for one x, as a share of \
          the real targets' pairwise distance.\n\n\
          | γ | training | classified as target | color kept | FID-3D (× floor) \

@@ -2,7 +2,7 @@
 //! the NOT reference's (K_T = 10, Adam lr 1e-4 with betas 0.9/0.999, batch 64).
 
 use crate::digits::DigitOrigin;
-use ot3d_models::nets::{PotentialConfig, TransportMapConfig};
+use ot3d_models::nets::{NoiseLayout, PotentialConfig, TransportMapConfig};
 use ot3d_models::voxel::VoxelConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -104,6 +104,9 @@ pub struct WeakCost {
     pub draws: usize,
     /// Standard deviation of the Gaussian noise z.
     pub noise_std: f32,
+    /// How z fills T's noise channels (per voxel, or one value per digit and channel).
+    #[serde(default, skip_serializing_if = "NoiseLayout::is_voxel")]
+    pub noise_layout: NoiseLayout,
 }
 
 impl WeakCost {

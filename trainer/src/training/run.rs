@@ -296,6 +296,7 @@ pub fn train(
             config.data.voxel(),
             settings,
             config.target_weight,
+            config.weak.as_ref(),
             config.batch_size,
             config.seed,
             &device,
@@ -349,6 +350,7 @@ pub fn train(
                 config.batch_size,
                 channels,
                 weak.noise_std,
+                weak.noise_layout,
                 &mut rng,
                 &device,
             )
@@ -392,6 +394,7 @@ pub fn train(
                         config.batch_size * weak.draws,
                         config.nets.t_noise_channels,
                         weak.noise_std,
+                        weak.noise_layout,
                         &mut rng,
                         &device,
                     );

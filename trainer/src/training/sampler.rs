@@ -5,7 +5,7 @@
 use crate::digits::{ClassDigits, grids_tensor};
 use crate::stack::Stack;
 use burn::tensor::{Device, Tensor, TensorData};
-use ot3d_models::nets::gaussian_noise;
+use ot3d_models::nets::{NoiseLayout, noise_values};
 use ot3d_models::rng::SeedRng;
 use ot3d_models::voxel::{GRID, VoxelError};
 
@@ -63,10 +63,11 @@ pub fn noise_batch(
     batch: usize,
     channels: usize,
     std: f32,
+    layout: NoiseLayout,
     rng: &mut SeedRng,
     device: &Device,
 ) -> Tensor<5> {
-    let values = gaussian_noise(batch * channels * GRID * GRID * GRID, std, rng);
+    let values = noise_values(batch, channels, std, layout, rng);
     Tensor::from_data(
         TensorData::new(values, [batch, channels, GRID, GRID, GRID]),
         device,

@@ -5,17 +5,19 @@
 //! With target weight w > 1 the assignment is incomplete transport: n sources onto w·n
 //! targets, each taking at most one, so the sources go to their nearest 1/w of the targets.
 
-use super::config::WarmStart;
+use super::config::{WarmStart, WeakCost};
+use super::sampler::noise_batch;
 use crate::digits::{ClassDigits, grids_tensor};
 use crate::stack::Stack;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::ProgressBar;
-use ot3d_models::assignment::min_cost_rectangular_assignment;
+use ot3d_models::assignment::{min_cost_assignment, min_cost_rectangular_assignment};
 use ot3d_models::nets::Potential;
 use ot3d_models::nets::TransportMap;
 use ot3d_models::rng::SeedRng;
 use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelConfig, VoxelError};
+use ot3d_models::weak_plan::{sample_support, weak_transport_plan};
 use serde::{Deserialize, Serialize};
 
 /// Pairs of (source, target) digits, flattened one after another.
@@ -74,6 +76,37 @@ pub fn targets_per_block(per_block: usize, w: f64) -> usize {
     ((per_block as f64) * w).floor() as usize
 }
 
+/// Source and target digits of each color block, as the warm start draws them:
+/// `per_block` random sources (through `stack`) and [`targets_per_block`]`(per_block, w)`
+/// random targets, handed to `solve` block by block.
+#[allow(clippy::too_many_arguments)]
+fn for_each_block(
+    source: &ClassDigits,
+    stack: &Stack,
+    target: &ClassDigits,
+    voxel: &VoxelConfig,
+    per_block: usize,
+    w: f64,
+    seed: u64,
+    device: &Device,
+    mut solve: impl FnMut(&[f32], &[f32]),
+) -> Result<(), VoxelError> {
+    let mut rng = SeedRng::new(seed);
+    for block in color_blocks(voxel) {
+        let xs = source
+            .with_voxel(&block)
+            .sample_values(per_block, rng.next_u64())?;
+        let xs = stack.apply_values(&xs, device);
+        let ys = target
+            .with_voxel(&block)
+            .sample_values(targets_per_block(per_block, w), rng.next_u64())?;
+        let m = ys.len() / GRID_LEN;
+        let n = (xs.len() / GRID_LEN).min(m);
+        solve(&xs[..n * GRID_LEN], &ys[..m * GRID_LEN]);
+    }
+    Ok(())
+}
+
 /// Exact OT pairs between `per_block` random source digits and
 /// [`targets_per_block`]`(per_block, w)` random target digits in each color block (w = 1:
 /// complete transport, a one-to-one pairing; w > 1: incomplete, each source its own target
@@ -90,20 +123,11 @@ pub fn ot_pairs(
     seed: u64,
     device: &Device,
 ) -> Result<Pairs, VoxelError> {
-    let mut rng = SeedRng::new(seed);
     let (mut sources, mut targets) = (Vec::new(), Vec::new());
     let (mut ot_total, mut random_total, mut count) = (0.0, 0.0, 0usize);
-    for block in color_blocks(voxel) {
-        let xs = source
-            .with_voxel(&block)
-            .sample_values(per_block, rng.next_u64())?;
-        let xs = stack.apply_values(&xs, device);
-        let ys = target
-            .with_voxel(&block)
-            .sample_values(targets_per_block(per_block, w), rng.next_u64())?;
-        let m = ys.len() / GRID_LEN;
-        let n = (xs.len() / GRID_LEN).min(m);
-        let cost = cost_matrix(&xs[..n * GRID_LEN], &ys[..m * GRID_LEN], device);
+    let solve = |xs: &[f32], ys: &[f32]| {
+        let (n, m) = (xs.len() / GRID_LEN, ys.len() / GRID_LEN);
+        let cost = cost_matrix(xs, ys, device);
         let assignment = min_cost_rectangular_assignment(&cost, n, m);
         for (i, &j) in assignment.iter().enumerate() {
             ot_total += cost[i * m + j];
@@ -112,7 +136,10 @@ pub fn ot_pairs(
             targets.extend_from_slice(&ys[j * GRID_LEN..(j + 1) * GRID_LEN]);
         }
         count += n;
-    }
+    };
+    for_each_block(
+        source, stack, target, voxel, per_block, w, seed, device, solve,
+    )?;
     Ok(Pairs {
         sources,
         targets,
@@ -121,15 +148,140 @@ pub fn ot_pairs(
     })
 }
 
+/// Frank–Wolfe iterations and duality-gap tolerance (per source, in ‖·‖²/D) of the weak
+/// plans: the gap stops well below the run-to-run spread of the plans' cost.
+const WEAK_PLAN_ITERATIONS: usize = 400;
+const WEAK_PLAN_TOLERANCE: f64 = 1e-6;
+/// Target weights below this share of a source's mass are dropped when sampling.
+const WEAK_PLAN_MIN_WEIGHT: f64 = 1e-4;
+
+/// Source digits, each with a distribution over target digits: the discrete weak-OT plan
+/// the warm start of a stochastic map regresses onto.
+pub struct WeakPairs {
+    pub sources: Vec<f32>,
+    pub targets: Vec<f32>,
+    /// Per source: (target index, weight), weights summing to 1.
+    pub supports: Vec<Vec<(usize, f64)>>,
+    /// Mean over sources of the plan's cost Σ_j P_ij ‖x_i − y_j‖²/D and spread Var_i/D.
+    pub cost: f64,
+    pub spread: f64,
+    /// The exact OT (γ = 0) assignment's cost on the same digits, and a random pairing's.
+    pub ot_cost: f64,
+    pub random_cost: f64,
+    /// The largest Frank–Wolfe duality gap per source over the color blocks.
+    pub gap: f64,
+}
+
+impl WeakPairs {
+    pub fn len(&self) -> usize {
+        self.sources.len() / GRID_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Mean number of targets a source spreads over.
+    pub fn mean_support(&self) -> f64 {
+        self.supports.iter().map(Vec::len).sum::<usize>() as f64 / self.len().max(1) as f64
+    }
+}
+
+/// Target inner products y_j · y_k / D of `ys`, m × m.
+fn gram_matrix(ys: &[f32], device: &Device) -> Vec<f64> {
+    let m = ys.len() / GRID_LEN;
+    let y = Tensor::<1>::from_floats(ys, device).reshape([m, GRID_LEN]);
+    y.clone()
+        .matmul(y.transpose())
+        .div_scalar(GRID_LEN as f32)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 inner products")
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// The discrete weak-OT plan (γ-weak quadratic cost, [`weak_transport_plan`]) between the
+/// same digits [`ot_pairs`] would pair, per color block.
+#[allow(clippy::too_many_arguments)]
+pub fn weak_ot_pairs(
+    source: &ClassDigits,
+    stack: &Stack,
+    target: &ClassDigits,
+    voxel: &VoxelConfig,
+    per_block: usize,
+    w: f64,
+    gamma: f64,
+    seed: u64,
+    device: &Device,
+) -> Result<WeakPairs, VoxelError> {
+    let mut pairs = WeakPairs {
+        sources: Vec::new(),
+        targets: Vec::new(),
+        supports: Vec::new(),
+        cost: 0.0,
+        spread: 0.0,
+        ot_cost: 0.0,
+        random_cost: 0.0,
+        gap: 0.0,
+    };
+    let solve = |xs: &[f32], ys: &[f32]| {
+        let (n, m) = (xs.len() / GRID_LEN, ys.len() / GRID_LEN);
+        let offset = pairs.targets.len() / GRID_LEN;
+        let cost = cost_matrix(xs, ys, device);
+        let gram = gram_matrix(ys, device);
+        let plan = weak_transport_plan(
+            &cost,
+            &gram,
+            n,
+            m,
+            gamma,
+            WEAK_PLAN_ITERATIONS,
+            WEAK_PLAN_TOLERANCE,
+        );
+        let assignment = min_cost_rectangular_assignment(&cost, n, m);
+        for (i, &j) in assignment.iter().enumerate() {
+            pairs.ot_cost += cost[i * m + j];
+            pairs.random_cost += cost[i * m + (i + 1) % m];
+            let mut support = plan.support(i, WEAK_PLAN_MIN_WEIGHT);
+            let total: f64 = support.iter().map(|(_, w)| w).sum();
+            for (j, w) in &mut support {
+                *j += offset;
+                *w /= total;
+            }
+            pairs.supports.push(support);
+        }
+        pairs.cost += plan.cost * n as f64;
+        pairs.spread += plan.spread * n as f64;
+        pairs.gap = pairs.gap.max(plan.gap);
+        pairs.sources.extend_from_slice(xs);
+        pairs.targets.extend_from_slice(ys);
+    };
+    for_each_block(
+        source, stack, target, voxel, per_block, w, seed, device, solve,
+    )?;
+    let n = pairs.len().max(1) as f64;
+    pairs.cost /= n;
+    pairs.spread /= n;
+    pairs.ot_cost /= n;
+    pairs.random_cost /= n;
+    Ok(pairs)
+}
+
 /// What the warm start did, saved as warm_start.json in the run directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WarmStartReport {
     pub pairs: usize,
+    /// The exact (γ = 0) assignment's mean cost, and a random pairing's, on the same digits.
     pub pair_ot_cost: f64,
     pub pair_random_cost: f64,
     /// Target digits offered per color block (= `pairs`/blocks unless w > 1).
     #[serde(default)]
     pub targets_per_block: usize,
+    /// For a stochastic map: the weak plan T regressed onto (see [`WeakPlanReport`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weak_plan: Option<WeakPlanReport>,
     /// Mean ‖T(x) − y‖²/D over the last 50 regression batches.
     pub final_regression_loss: f64,
     /// ‖T(x) − y‖²/D of every regression batch (the curve `ot3d figure losses` draws).
@@ -141,7 +293,132 @@ pub struct WarmStartReport {
     pub seconds: f64,
 }
 
-/// Regresses `t` onto the OT pairs of `settings` with Adam; returns the trained map.
+/// The discrete weak-OT plan of a stochastic map's warm start, and how far T's draws
+/// spread at its end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeakPlanReport {
+    pub gamma: f64,
+    /// Mean over sources of Σ_j P_ij ‖x_i − y_j‖²/D and of the spread Var_i/D.
+    pub cost: f64,
+    pub spread: f64,
+    /// Mean number of targets a source spreads over (weights ≥ 1e-4).
+    pub mean_support: f64,
+    /// The largest Frank–Wolfe duality gap per source.
+    pub gap: f64,
+    /// Draws of z per source in a regression batch.
+    pub draws: usize,
+    /// Mean over sources of the spread of T(x, z) over its draws (/D), last 50 batches.
+    pub final_draw_spread: f64,
+}
+
+/// What the regression fits: one target per source (deterministic T), or a distribution
+/// over targets per source that T(x, ·) must match (stochastic T, the weak cost).
+enum Fit<'a> {
+    Pairs(Pairs),
+    Weak(WeakPairs, &'a WeakCost),
+}
+
+/// A batch of `batch_size` random OT pairs, and its regression loss ‖T(x) − y‖²/D.
+fn pairs_loss(
+    t: &TransportMap,
+    pairs: &Pairs,
+    batch_size: usize,
+    rng: &mut SeedRng,
+    device: &Device,
+) -> Tensor<1> {
+    let n = pairs.len();
+    let mut xs = Vec::with_capacity(batch_size * GRID_LEN);
+    let mut ys = Vec::with_capacity(batch_size * GRID_LEN);
+    for _ in 0..batch_size {
+        let i = rng.below(n as u64) as usize;
+        xs.extend_from_slice(&pairs.sources[i * GRID_LEN..(i + 1) * GRID_LEN]);
+        ys.extend_from_slice(&pairs.targets[i * GRID_LEN..(i + 1) * GRID_LEN]);
+    }
+    let x = grids_tensor(xs, device);
+    let y = grids_tensor(ys, device);
+    (t.forward(x, None) - y).powi_scalar(2).mean()
+}
+
+/// A batch of `batch_size / draws` random sources, each with `draws` draws of z and as many
+/// targets sampled from its weak plan row; each draw's output is matched to one of its
+/// source's targets by an exact assignment (least total ‖T(x, z) − y‖²), and the loss is
+/// the matched ‖T(x, z) − y‖²/D. Minimizing it fits T(x, ·) to the plan's distribution
+/// (an empirical W2 between the draws and the plan's targets per source), not to its mean
+/// as plain regression would. Returns the loss and the draws' mean spread (/D).
+fn weak_loss(
+    t: &TransportMap,
+    pairs: &WeakPairs,
+    weak: &WeakCost,
+    batch_size: usize,
+    rng: &mut SeedRng,
+    device: &Device,
+) -> (Tensor<1>, f64) {
+    let draws = weak.draws;
+    let sources = (batch_size / draws).max(1);
+    let mut xs = Vec::with_capacity(sources * draws * GRID_LEN);
+    let mut picked = Vec::with_capacity(sources * draws);
+    for _ in 0..sources {
+        let i = rng.below(pairs.len() as u64) as usize;
+        for _ in 0..draws {
+            xs.extend_from_slice(&pairs.sources[i * GRID_LEN..(i + 1) * GRID_LEN]);
+            picked.push(sample_support(&pairs.supports[i], rng));
+        }
+    }
+    let z = noise_batch(
+        sources * draws,
+        t.noise_channels(),
+        weak.noise_std,
+        weak.noise_layout,
+        rng,
+        device,
+    );
+    let out = t.forward(grids_tensor(xs, device), Some(z));
+    let values = out
+        .clone()
+        .detach()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 outputs");
+    let target = |j: usize| &pairs.targets[j * GRID_LEN..(j + 1) * GRID_LEN];
+    let mut ys = Vec::with_capacity(sources * draws * GRID_LEN);
+    let mut spread = 0.0;
+    for s in 0..sources {
+        let output = |a: usize| &values[(s * draws + a) * GRID_LEN..(s * draws + a + 1) * GRID_LEN];
+        let choices = &picked[s * draws..(s + 1) * draws];
+        let mut cost = Vec::with_capacity(draws * draws);
+        for a in 0..draws {
+            for &j in choices {
+                cost.push(squared_distance(output(a), target(j)));
+            }
+        }
+        // Row a (draw a) takes column b (target choices[b]).
+        for b in min_cost_assignment(&cost, draws) {
+            ys.extend_from_slice(target(choices[b]));
+        }
+        let mean: Vec<f64> = (0..GRID_LEN)
+            .map(|v| (0..draws).map(|a| f64::from(output(a)[v])).sum::<f64>() / draws as f64)
+            .collect();
+        spread += (0..draws)
+            .map(|a| {
+                output(a)
+                    .iter()
+                    .zip(&mean)
+                    .map(|(o, m)| (f64::from(*o) - m).powi(2))
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / (draws * GRID_LEN) as f64;
+    }
+    let loss = (out - grids_tensor(ys, device)).powi_scalar(2).mean();
+    (loss, spread / sources as f64)
+}
+
+fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(p, q)| f64::from(p - q).powi(2)).sum()
+}
+
+/// Regresses `t` onto the OT pairs of `settings` with Adam; returns the trained map. With
+/// `weak` (a stochastic map) it fits T(x, ·) to the discrete weak-OT plan for γ instead.
 #[allow(clippy::too_many_arguments)]
 pub fn warm_start(
     t: TransportMap,
@@ -151,29 +428,37 @@ pub fn warm_start(
     voxel: &VoxelConfig,
     settings: &WarmStart,
     w: f64,
+    weak: Option<&WeakCost>,
     batch_size: usize,
     seed: u64,
     device: &Device,
     bar: &ProgressBar,
 ) -> Result<(TransportMap, WarmStartReport), VoxelError> {
     let started = std::time::Instant::now();
-    bar.set_message("warm start: exact OT pairs");
-    let pairs = ot_pairs(
-        source,
-        stack,
-        target,
-        voxel,
-        settings.pairs_per_color,
-        w,
-        seed,
-        device,
-    )?;
-    let n = pairs.len();
+    let per_block = settings.pairs_per_color;
+    let fit = match weak.filter(|_| t.noise_channels() > 0) {
+        Some(weak) => {
+            bar.set_message(format!("warm start: weak OT plan, γ {}", weak.gamma));
+            Fit::Weak(
+                weak_ot_pairs(
+                    source, stack, target, voxel, per_block, w, weak.gamma, seed, device,
+                )?,
+                weak,
+            )
+        }
+        None => {
+            bar.set_message("warm start: exact OT pairs");
+            Fit::Pairs(ot_pairs(
+                source, stack, target, voxel, per_block, w, seed, device,
+            )?)
+        }
+    };
     let inner = device.clone();
     let mut t = t;
     let mut optimizer: ModuleOptimizer = AdamConfig::new().init();
     let mut rng = SeedRng::new(seed ^ 0x7761_726d);
     let mut recent = std::collections::VecDeque::new();
+    let mut recent_spread = std::collections::VecDeque::new();
     let mut regression_losses = Vec::with_capacity(settings.steps as usize);
     bar.set_length(settings.steps);
     bar.set_position(0);
@@ -184,16 +469,17 @@ pub fn warm_start(
         if step > 1 && restart {
             optimizer = AdamConfig::new().init();
         }
-        let mut xs = Vec::with_capacity(batch_size * GRID_LEN);
-        let mut ys = Vec::with_capacity(batch_size * GRID_LEN);
-        for _ in 0..batch_size {
-            let i = rng.below(n as u64) as usize;
-            xs.extend_from_slice(&pairs.sources[i * GRID_LEN..(i + 1) * GRID_LEN]);
-            ys.extend_from_slice(&pairs.targets[i * GRID_LEN..(i + 1) * GRID_LEN]);
-        }
-        let x = grids_tensor(xs, &inner);
-        let y = grids_tensor(ys, &inner);
-        let loss = (t.forward(x, None) - y).powi_scalar(2).mean();
+        let loss = match &fit {
+            Fit::Pairs(pairs) => pairs_loss(&t, pairs, batch_size, &mut rng, &inner),
+            Fit::Weak(pairs, weak) => {
+                let (loss, spread) = weak_loss(&t, pairs, weak, batch_size, &mut rng, &inner);
+                recent_spread.push_back(spread);
+                if recent_spread.len() > 50 {
+                    recent_spread.pop_front();
+                }
+                loss
+            }
+        };
         let value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &t);
         t = optimizer.step(settings.lr, t, grads);
@@ -205,12 +491,31 @@ pub fn warm_start(
         bar.set_message(format!("warm start: ‖T(x) − y‖²/D {value:.5}"));
         bar.set_position(step);
     }
+    let mean = |v: &std::collections::VecDeque<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (pairs, pair_ot_cost, pair_random_cost, weak_plan) = match &fit {
+        Fit::Pairs(pairs) => (pairs.len(), pairs.ot_cost, pairs.random_cost, None),
+        Fit::Weak(pairs, weak) => (
+            pairs.len(),
+            pairs.ot_cost,
+            pairs.random_cost,
+            Some(WeakPlanReport {
+                gamma: weak.gamma,
+                cost: pairs.cost,
+                spread: pairs.spread,
+                mean_support: pairs.mean_support(),
+                gap: pairs.gap,
+                draws: weak.draws,
+                final_draw_spread: mean(&recent_spread),
+            }),
+        ),
+    };
     let report = WarmStartReport {
-        pairs: n,
-        pair_ot_cost: pairs.ot_cost,
-        pair_random_cost: pairs.random_cost,
-        targets_per_block: targets_per_block(settings.pairs_per_color, w),
-        final_regression_loss: recent.iter().sum::<f64>() / recent.len().max(1) as f64,
+        pairs,
+        pair_ot_cost,
+        pair_random_cost,
+        targets_per_block: targets_per_block(per_block, w),
+        weak_plan,
+        final_regression_loss: mean(&recent),
         regression_losses,
         potential_losses: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
