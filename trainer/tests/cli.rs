@@ -242,6 +242,45 @@ fn dry_run_shows_the_weak_cost_and_a_noise_input_for_t() {
     };
     // Two more input channels into T's first 3³ conv (width 8 in the default preset).
     assert_eq!(t_params(&weak) - t_params(&strong), 2 * 8 * 27);
+    // Per-voxel noise is the default and stays out of the config; per-digit noise is named.
+    assert!(!weak.contains("noise_layout"), "{weak}");
+    let digit = dry_run_config(&[
+        "--data-dir",
+        dir,
+        "--weak-gamma",
+        "1",
+        "--noise-layout",
+        "digit",
+    ]);
+    assert_eq!(digit["weak"]["noise_layout"], "digit");
+    let bad = ot3d(&[
+        "train",
+        "--dry-run",
+        "--data-dir",
+        dir,
+        "--weak-gamma",
+        "1",
+        "--noise-layout",
+        "pixel",
+    ]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("invalid value 'pixel'"),
+        "{}",
+        stderr(&bad)
+    );
+    let strong_only = ot3d(&[
+        "train",
+        "--dry-run",
+        "--data-dir",
+        dir,
+        "--noise-layout",
+        "digit",
+    ]);
+    assert!(
+        !strong_only.status.success() && stderr(&strong_only).contains("--weak-gamma"),
+        "{}",
+        stderr(&strong_only)
+    );
 }
 
 /// The config `ot3d train --dry-run ARGS` prints.
