@@ -67,16 +67,7 @@ pub fn noise_batch(
     rng: &mut SeedRng,
     device: &Device,
 ) -> Tensor<5> {
-    noise_tensor(
-        noise_values(batch, channels, std, layout, rng),
-        batch,
-        channels,
-        device,
-    )
-}
-
-/// `values` (from [`noise_values`]) as the noise tensor `[batch, channels, 16, 16, 16]`.
-pub fn noise_tensor(values: Vec<f32>, batch: usize, channels: usize, device: &Device) -> Tensor<5> {
+    let values = noise_values(batch, channels, std, layout, rng);
     Tensor::from_data(
         TensorData::new(values, [batch, channels, GRID, GRID, GRID]),
         device,

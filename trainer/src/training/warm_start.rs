@@ -6,18 +6,17 @@
 //! targets, each taking at most one, so the sources go to their nearest 1/w of the targets.
 
 use super::config::{WarmStart, WeakCost};
-use super::sampler::noise_tensor;
+use super::sampler::noise_batch;
 use crate::digits::{ClassDigits, grids_tensor};
 use crate::stack::Stack;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::ProgressBar;
-use ot3d_models::assignment::min_cost_rectangular_assignment;
+use ot3d_models::assignment::{min_cost_assignment, min_cost_rectangular_assignment};
 use ot3d_models::nets::Potential;
 use ot3d_models::nets::TransportMap;
-use ot3d_models::nets::noise_values;
 use ot3d_models::rng::SeedRng;
-use ot3d_models::voxel::{Coloring, DigitColor, GRID, GRID_LEN, VoxelConfig, VoxelError};
+use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelConfig, VoxelError};
 use ot3d_models::weak_plan::{sample_support, weak_transport_plan};
 use serde::{Deserialize, Serialize};
 
@@ -163,9 +162,6 @@ pub struct WeakPairs {
     pub targets: Vec<f32>,
     /// Per source: (target index, weight), weights summing to 1.
     pub supports: Vec<Vec<(usize, f64)>>,
-    /// Per target: its coordinate along the top principal axis of its color block's
-    /// targets, the order in which the draws of z take a source's targets.
-    pub keys: Vec<f64>,
     /// Mean over sources of the plan's cost Σ_j P_ij ‖x_i − y_j‖²/D and spread Var_i/D.
     pub cost: f64,
     pub spread: f64,
@@ -206,57 +202,6 @@ fn gram_matrix(ys: &[f32], device: &Device) -> Vec<f64> {
         .collect()
 }
 
-/// Each point's coordinate along the top principal axis of the points whose Gram matrix is
-/// `gram` (m × m), by power iteration on the centered Gram matrix (m-dimensional, however
-/// long the points are). The axis's sign is arbitrary but fixed for the set.
-pub fn principal_coordinates(gram: &[f64], m: usize) -> Vec<f64> {
-    let row_mean: Vec<f64> = (0..m)
-        .map(|j| gram[j * m..(j + 1) * m].iter().sum::<f64>() / m as f64)
-        .collect();
-    let all_mean = row_mean.iter().sum::<f64>() / m as f64;
-    let centered = |j: usize, k: usize| gram[j * m + k] - row_mean[j] - row_mean[k] + all_mean;
-    // A start with no component along the constant vector (the centered Gram's null space).
-    let mut alpha: Vec<f64> = (0..m).map(|j| (j % 7) as f64 - 3.0).collect();
-    let mut keys = vec![0.0; m];
-    for _ in 0..200 {
-        keys = (0..m)
-            .map(|j| (0..m).map(|k| centered(j, k) * alpha[k]).sum())
-            .collect();
-        let norm = keys.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if norm == 0.0 {
-            return vec![0.0; m];
-        }
-        alpha = keys.iter().map(|v| v / norm).collect();
-    }
-    // keys = K_c α; the coordinates along v = Σ α_k (y_k − ȳ) / ‖·‖ are K_c α / √(αᵀ K_c α).
-    let length = alpha
-        .iter()
-        .zip(&keys)
-        .map(|(a, k)| a * k)
-        .sum::<f64>()
-        .max(f64::MIN_POSITIVE)
-        .sqrt();
-    keys.iter().map(|k| k / length).collect()
-}
-
-/// The draws of one source paired with its sampled targets in the same order: the draw
-/// with the k-th smallest z key takes the target with the k-th smallest key (the monotone,
-/// i.e. optimal, coupling of the two in one dimension). `result[draw] = target slot`.
-pub fn monotone_coupling(z_keys: &[f64], target_keys: &[f64]) -> Vec<usize> {
-    assert_eq!(z_keys.len(), target_keys.len(), "as many draws as targets");
-    let order = |keys: &[f64]| {
-        let mut index: Vec<usize> = (0..keys.len()).collect();
-        index.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]));
-        index
-    };
-    let (draws, targets) = (order(z_keys), order(target_keys));
-    let mut result = vec![0; z_keys.len()];
-    for (&draw, &target) in draws.iter().zip(&targets) {
-        result[draw] = target;
-    }
-    result
-}
-
 /// The discrete weak-OT plan (γ-weak quadratic cost, [`weak_transport_plan`]) between the
 /// same digits [`ot_pairs`] would pair, per color block.
 #[allow(clippy::too_many_arguments)]
@@ -275,7 +220,6 @@ pub fn weak_ot_pairs(
         sources: Vec::new(),
         targets: Vec::new(),
         supports: Vec::new(),
-        keys: Vec::new(),
         cost: 0.0,
         spread: 0.0,
         ot_cost: 0.0,
@@ -311,7 +255,6 @@ pub fn weak_ot_pairs(
         pairs.cost += plan.cost * n as f64;
         pairs.spread += plan.spread * n as f64;
         pairs.gap = pairs.gap.max(plan.gap);
-        pairs.keys.extend(principal_coordinates(&gram, m));
         pairs.sources.extend_from_slice(xs);
         pairs.targets.extend_from_slice(ys);
     };
@@ -397,14 +340,14 @@ fn pairs_loss(
 }
 
 /// A batch of `batch_size / draws` random sources, each with `draws` draws of z and as many
-/// targets sampled from its weak plan row. A source's draws take its targets in order, the
-/// draw with the smallest z (the mean of noise channel 0: with `--noise-layout digit`, its
-/// value) the target furthest along its block's principal axis one way, and so on
-/// ([`monotone_coupling`]); the loss is ‖T(x, z) − y‖²/D over those pairs. So T(x, ·) must
-/// spread like the plan's row, and which z gives which target is fixed from the first step
-/// (matching draws to targets by T's own outputs instead leaves z unused for hundreds of
-/// steps: at first the draws barely differ). Returns the loss and the draws' mean spread
-/// (/D).
+/// targets sampled from its weak plan row; each draw's output is matched to one of its
+/// source's targets by an exact assignment (least total ‖T(x, z) − y‖²), and the loss is
+/// the matched ‖T(x, z) − y‖²/D. Minimizing it fits T(x, ·) to the plan's distribution
+/// (an empirical W2 between the draws and the plan's targets per source), not to its mean
+/// as plain regression would. (Pairing draws with targets by the order of z along the
+/// targets' principal axis instead was measured worse: per-input diversity 1.7% of the real
+/// targets' vs 3.2% for this matching, 600 steps, γ = 1.) Returns the loss and the draws'
+/// mean spread (/D).
 fn weak_loss(
     t: &TransportMap,
     pairs: &WeakPairs,
@@ -424,21 +367,14 @@ fn weak_loss(
             picked.push(sample_support(&pairs.supports[i], rng));
         }
     }
-    let channels = t.noise_channels();
-    let noise = noise_values(
+    let z = noise_batch(
         sources * draws,
-        channels,
+        t.noise_channels(),
         weak.noise_std,
         weak.noise_layout,
         rng,
+        device,
     );
-    let noise_len = channels * GRID * GRID * GRID;
-    let z_key = |draw: usize| {
-        let channel0 = &noise[draw * noise_len..draw * noise_len + GRID * GRID * GRID];
-        channel0.iter().map(|&v| f64::from(v)).sum::<f64>() / channel0.len() as f64
-    };
-    let z_keys: Vec<f64> = (0..sources * draws).map(z_key).collect();
-    let z = noise_tensor(noise, sources * draws, channels, device);
     let out = t.forward(grids_tensor(xs, device), Some(z));
     let values = out
         .clone()
@@ -452,8 +388,14 @@ fn weak_loss(
     for s in 0..sources {
         let output = |a: usize| &values[(s * draws + a) * GRID_LEN..(s * draws + a + 1) * GRID_LEN];
         let choices = &picked[s * draws..(s + 1) * draws];
-        let target_keys: Vec<f64> = choices.iter().map(|&j| pairs.keys[j]).collect();
-        for b in monotone_coupling(&z_keys[s * draws..(s + 1) * draws], &target_keys) {
+        let mut cost = Vec::with_capacity(draws * draws);
+        for a in 0..draws {
+            for &j in choices {
+                cost.push(squared_distance(output(a), target(j)));
+            }
+        }
+        // Row a (draw a) takes column b (target choices[b]).
+        for b in min_cost_assignment(&cost, draws) {
             ys.extend_from_slice(target(choices[b]));
         }
         let mean: Vec<f64> = (0..GRID_LEN)
@@ -472,6 +414,10 @@ fn weak_loss(
     }
     let loss = (out - grids_tensor(ys, device)).powi_scalar(2).mean();
     (loss, spread / sources as f64)
+}
+
+fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(p, q)| f64::from(p - q).powi(2)).sum()
 }
 
 /// Regresses `t` onto the OT pairs of `settings` with Adam; returns the trained map. With
@@ -610,43 +556,4 @@ pub fn potential_warm_up(
         bar.set_position(step);
     }
     Ok((f, optimizer, losses))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn draws_take_targets_in_the_order_of_their_keys() {
-        // Draw 0 has the largest z, draw 1 the smallest: they take the targets with the
-        // largest (slot 0) and smallest (slot 2) keys.
-        assert_eq!(
-            monotone_coupling(&[0.9, -1.2, 0.1], &[5.0, 3.0, -2.0]),
-            vec![0, 2, 1]
-        );
-        assert_eq!(monotone_coupling(&[0.0], &[7.0]), vec![0]);
-    }
-
-    #[test]
-    fn principal_coordinates_of_points_on_a_line() {
-        // Points on the line p(t) = (1, 2) + t·(3, 4)/5: the top axis is the line, and the
-        // coordinates are t up to a common sign and a common shift (the centering).
-        let ts = [-2.0, 0.5, 1.0, 3.5];
-        let points: Vec<[f64; 2]> = ts.iter().map(|t| [1.0 + t * 0.6, 2.0 + t * 0.8]).collect();
-        let m = points.len();
-        let gram: Vec<f64> = (0..m * m)
-            .map(|at| {
-                let (a, b) = (points[at / m], points[at % m]);
-                a[0] * b[0] + a[1] * b[1]
-            })
-            .collect();
-        let keys = principal_coordinates(&gram, m);
-        let mean_t = ts.iter().sum::<f64>() / m as f64;
-        let sign = keys[0].signum() * (ts[0] - mean_t).signum();
-        for (key, t) in keys.iter().zip(ts) {
-            assert!((key - sign * (t - mean_t)).abs() < 1e-9, "{keys:?}");
-        }
-        // Identical points have no axis: every coordinate is 0.
-        assert_eq!(principal_coordinates(&[1.0; 9], 3), vec![0.0; 3]);
-    }
 }
