@@ -16,14 +16,25 @@ use std::path::PathBuf;
 const LABEL: [u8; 3] = [220, 222, 228];
 const PANEL: [u8; 3] = [12, 13, 16];
 
+/// '→', which font8x8 lacks and figure titles use ("3 → 5"): one bit per pixel, the
+/// leftmost pixel in the lowest bit, as font8x8's glyphs.
+const RIGHT_ARROW: [u8; 8] = [0x00, 0x10, 0x20, 0x7F, 0x20, 0x10, 0x00, 0x00];
+
+/// The 8×8 glyph of `ch`: ASCII, Latin-1 (×, …) and Greek (γ, …) from font8x8, '→' drawn
+/// here; None for anything else.
+fn glyph(ch: char) -> Option<[u8; 8]> {
+    font8x8::BASIC_FONTS
+        .get(ch)
+        .or_else(|| font8x8::LATIN_FONTS.get(ch))
+        .or_else(|| font8x8::GREEK_FONTS.get(ch))
+        .or_else(|| (ch == '→').then_some(RIGHT_ARROW))
+}
+
 /// Writes `text` with its top-left corner at (x, y), 8×8 glyphs scaled by `scale`;
 /// characters the font lacks are drawn as '?'.
 pub fn draw_text(image: &mut RgbImage, x: i64, y: i64, text: &str, color: [u8; 3], scale: i64) {
     for (i, ch) in text.chars().enumerate() {
-        let glyph = font8x8::BASIC_FONTS
-            .get(ch)
-            .or_else(|| font8x8::BASIC_FONTS.get('?'))
-            .unwrap_or([0; 8]);
+        let glyph = glyph(ch).or_else(|| glyph('?')).unwrap_or([0; 8]);
         for (row, bits) in glyph.iter().enumerate() {
             for col in 0..8 {
                 if bits & (1 << col) != 0 {
@@ -565,6 +576,26 @@ mod tests {
         assert!(lit(&image, LABEL) > 20);
         draw_text(&mut image, 2, 2, "‖→", LABEL, 1);
         assert_eq!(text_width("abc", 2), 48);
+    }
+
+    #[test]
+    fn greek_latin_and_the_arrow_have_glyphs_and_the_rest_falls_back_to_a_question_mark() {
+        let question = glyph('?').unwrap();
+        for ch in ['γ', '×', '→', 'w', '3'] {
+            let drawn = glyph(ch).unwrap_or_else(|| panic!("{ch} has a glyph"));
+            assert_ne!(drawn, question, "{ch}");
+            assert_ne!(drawn, [0; 8], "{ch} is not blank");
+        }
+        assert_eq!(glyph('‖'), None);
+        // A label with γ and → draws as many lit pixels as its glyphs have bits.
+        let mut image = RgbImage::filled(40, 10, PANEL);
+        draw_text(&mut image, 0, 0, "γ→", LABEL, 1);
+        let bits: u32 = ['γ', '→']
+            .iter()
+            .flat_map(|&c| glyph(c).unwrap())
+            .map(u8::count_ones)
+            .sum();
+        assert_eq!(lit(&image, LABEL), bits as usize);
     }
 
     #[test]
