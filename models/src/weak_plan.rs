@@ -29,6 +29,9 @@ pub struct WeakPlan {
     /// much above the optimum.
     pub gap: f64,
     pub iterations: usize,
+    /// The exact OT assignment (the γ = 0 optimum) Frank–Wolfe started from:
+    /// `assignment[row] = column`.
+    pub assignment: Vec<usize>,
 }
 
 impl WeakPlan {
@@ -100,7 +103,8 @@ pub fn weak_transport_plan(
         }
         (p, pk)
     };
-    let (mut p, mut pk) = vertex(&min_cost_rectangular_assignment(cost, rows, cols));
+    let assignment = min_cost_rectangular_assignment(cost, rows, cols);
+    let (mut p, mut pk) = vertex(&assignment);
     let mut gradient = vec![0.0; rows * cols];
     let mut gap = 0.0;
     let mut iterations = 0;
@@ -174,6 +178,7 @@ pub fn weak_transport_plan(
         spread,
         gap,
         iterations,
+        assignment,
     }
 }
 
@@ -237,6 +242,7 @@ mod tests {
         let (cost, gram) = problem(&xs, &ys, 3);
         let plan = weak_transport_plan(&cost, &gram, 6, 6, 0.0, 100, 1e-9);
         let assignment = min_cost_rectangular_assignment(&cost, 6, 6);
+        assert_eq!(plan.assignment, assignment);
         for (i, &j) in assignment.iter().enumerate() {
             assert_eq!(plan.support(i, 0.0), vec![(j, 1.0)]);
         }

@@ -50,15 +50,23 @@ pub fn repeat_draws(x: Tensor<5>, draws: usize) -> Tensor<5> {
 /// and the spread (conditional variance) that γ rewards.
 pub fn weak_cost_terms(x: Tensor<5>, t_xz: Tensor<5>, draws: usize) -> (Tensor<1>, Tensor<1>) {
     let [b, c, d, h, w] = x.dims();
-    let n = c * d * h * w;
-    let x = x.reshape([b, 1, n]);
-    let t = t_xz.reshape([b, draws, n]);
-    let cost = (t.clone() - x).powi_scalar(2).mean().reshape([1]);
-    let spread = (t.clone() - t.mean_dim(1))
+    let x = x.reshape([b, 1, c * d * h * w]);
+    let cost = (t_xz.clone().reshape([b, draws, c * d * h * w]) - x)
         .powi_scalar(2)
         .mean()
         .reshape([1]);
-    (cost, spread)
+    (cost, draw_spread(t_xz, draws))
+}
+
+/// `mean ‖T(x,z) − mean_z' T(x,z')‖²/D` for `t_xz: [B·Z, …]` (the Z draws of one x in a
+/// row): how far a map's draws spread around their mean, per x.
+pub fn draw_spread(t_xz: Tensor<5>, draws: usize) -> Tensor<1> {
+    let [bz, c, d, h, w] = t_xz.dims();
+    let t = t_xz.reshape([bz / draws, draws, c * d * h * w]);
+    (t.clone() - t.mean_dim(1))
+        .powi_scalar(2)
+        .mean()
+        .reshape([1])
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! targets, each taking at most one, so the sources go to their nearest 1/w of the targets.
 
 use super::config::{WarmStart, WeakCost};
+use super::losses::draw_spread;
 use super::sampler::noise_batch;
 use crate::digits::{ClassDigits, grids_tensor};
 use crate::stack::Stack;
@@ -19,6 +20,7 @@ use ot3d_models::rng::SeedRng;
 use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelConfig, VoxelError};
 use ot3d_models::weak_plan::{sample_support, weak_transport_plan};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 
 /// Pairs of (source, target) digits, flattened one after another.
 pub struct Pairs {
@@ -107,6 +109,22 @@ fn for_each_block(
     Ok(())
 }
 
+/// Adds, pair by pair, the cost of `assignment` (row i → column `assignment[i]`) in the
+/// row-major cost matrix with `m` columns to `ot`, and that of the shifted pairing row i →
+/// column (i + 1) mod m (a random pairing: the digits were drawn at random) to `random`.
+fn add_assignment_costs(
+    ot: &mut f64,
+    random: &mut f64,
+    cost: &[f64],
+    assignment: &[usize],
+    m: usize,
+) {
+    for (i, &j) in assignment.iter().enumerate() {
+        *ot += cost[i * m + j];
+        *random += cost[i * m + (i + 1) % m];
+    }
+}
+
 /// Exact OT pairs between `per_block` random source digits and
 /// [`targets_per_block`]`(per_block, w)` random target digits in each color block (w = 1:
 /// complete transport, a one-to-one pairing; w > 1: incomplete, each source its own target
@@ -129,9 +147,8 @@ pub fn ot_pairs(
         let (n, m) = (xs.len() / GRID_LEN, ys.len() / GRID_LEN);
         let cost = cost_matrix(xs, ys, device);
         let assignment = min_cost_rectangular_assignment(&cost, n, m);
+        add_assignment_costs(&mut ot_total, &mut random_total, &cost, &assignment, m);
         for (i, &j) in assignment.iter().enumerate() {
-            ot_total += cost[i * m + j];
-            random_total += cost[i * m + (i + 1) % m];
             sources.extend_from_slice(&xs[i * GRID_LEN..(i + 1) * GRID_LEN]);
             targets.extend_from_slice(&ys[j * GRID_LEN..(j + 1) * GRID_LEN]);
         }
@@ -240,10 +257,14 @@ pub fn weak_ot_pairs(
             WEAK_PLAN_ITERATIONS,
             WEAK_PLAN_TOLERANCE,
         );
-        let assignment = min_cost_rectangular_assignment(&cost, n, m);
-        for (i, &j) in assignment.iter().enumerate() {
-            pairs.ot_cost += cost[i * m + j];
-            pairs.random_cost += cost[i * m + (i + 1) % m];
+        add_assignment_costs(
+            &mut pairs.ot_cost,
+            &mut pairs.random_cost,
+            &cost,
+            &plan.assignment,
+            m,
+        );
+        for i in 0..n {
             let mut support = plan.support(i, WEAK_PLAN_MIN_WEIGHT);
             let total: f64 = support.iter().map(|(_, w)| w).sum();
             for (j, w) in &mut support {
@@ -384,7 +405,6 @@ fn weak_loss(
         .expect("f32 outputs");
     let target = |j: usize| &pairs.targets[j * GRID_LEN..(j + 1) * GRID_LEN];
     let mut ys = Vec::with_capacity(sources * draws * GRID_LEN);
-    let mut spread = 0.0;
     for s in 0..sources {
         let output = |a: usize| &values[(s * draws + a) * GRID_LEN..(s * draws + a + 1) * GRID_LEN];
         let choices = &picked[s * draws..(s + 1) * draws];
@@ -398,22 +418,18 @@ fn weak_loss(
         for b in min_cost_assignment(&cost, draws) {
             ys.extend_from_slice(target(choices[b]));
         }
-        let mean: Vec<f64> = (0..GRID_LEN)
-            .map(|v| (0..draws).map(|a| f64::from(output(a)[v])).sum::<f64>() / draws as f64)
-            .collect();
-        spread += (0..draws)
-            .map(|a| {
-                output(a)
-                    .iter()
-                    .zip(&mean)
-                    .map(|(o, m)| (f64::from(*o) - m).powi(2))
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            / (draws * GRID_LEN) as f64;
     }
+    let spread = draw_spread(out.clone().detach(), draws).into_scalar::<f32>() as f64;
     let loss = (out - grids_tensor(ys, device)).powi_scalar(2).mean();
-    (loss, spread / sources as f64)
+    (loss, spread)
+}
+
+/// Keeps the last 50 values in `window`: the reports' "final" figures average them.
+fn push_recent(window: &mut VecDeque<f64>, value: f64) {
+    window.push_back(value);
+    if window.len() > 50 {
+        window.pop_front();
+    }
 }
 
 fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
@@ -460,8 +476,8 @@ pub fn warm_start(
     let mut t = t;
     let mut optimizer: ModuleOptimizer = AdamConfig::new().init();
     let mut rng = SeedRng::new(seed ^ 0x7761_726d);
-    let mut recent = std::collections::VecDeque::new();
-    let mut recent_spread = std::collections::VecDeque::new();
+    let mut recent = VecDeque::new();
+    let mut recent_spread = VecDeque::new();
     let mut regression_losses = Vec::with_capacity(settings.steps as usize);
     bar.set_length(settings.steps);
     bar.set_position(0);
@@ -476,25 +492,19 @@ pub fn warm_start(
             Fit::Pairs(pairs) => pairs_loss(&t, pairs, batch_size, &mut rng, &inner),
             Fit::Weak(pairs, weak) => {
                 let (loss, spread) = weak_loss(&t, pairs, weak, batch_size, &mut rng, &inner);
-                recent_spread.push_back(spread);
-                if recent_spread.len() > 50 {
-                    recent_spread.pop_front();
-                }
+                push_recent(&mut recent_spread, spread);
                 loss
             }
         };
         let value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &t);
         t = optimizer.step(settings.lr, t, grads);
-        recent.push_back(value);
+        push_recent(&mut recent, value);
         regression_losses.push(value);
-        if recent.len() > 50 {
-            recent.pop_front();
-        }
         bar.set_message(format!("warm start: ‖T(x) − y‖²/D {value:.5}"));
         bar.set_position(step);
     }
-    let mean = |v: &std::collections::VecDeque<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let mean = |v: &VecDeque<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let (pairs, pair_ot_cost, pair_random_cost, weak_plan) = match &fit {
         Fit::Pairs(pairs) => (pairs.len(), pairs.ot_cost, pairs.random_cost, None),
         Fit::Weak(pairs, weak) => (
