@@ -126,6 +126,28 @@ pub struct BenchStepsArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
+    /// The CPU convolution: ot3d's im2col + GEMM kernels (what training uses) or burn's own
+    /// conv3d (for A/B figures). GPU backends always use burn's.
+    #[arg(long, value_enum, default_value = "gemm")]
+    pub conv: ConvArg,
+}
+
+/// Which 3D convolution runs on the CPU backend.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConvArg {
+    /// im2col + GEMM forward and backward (ot3d's backend extension).
+    Gemm,
+    /// burn 0.22's Flex conv3d and its default backward.
+    Burn,
+}
+
+impl ConvArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvArg::Gemm => "gemm",
+            ConvArg::Burn => "burn",
+        }
+    }
 }
 
 #[derive(Args)]

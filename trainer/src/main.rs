@@ -6,9 +6,9 @@ mod args;
 use anyhow::{Context, Result, anyhow};
 use args::{
     BackendArg, BenchCommand, BenchGaussianArgs, BenchSgemmArgs, BenchStepsArgs, ClassifierCommand,
-    ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command, DataCommand, EvalArgs, ExportArgs,
-    ExportDigitsArgs, FigureCommand, FigureCompareArgs, FigureLossesArgs, FigureMapArgs, MapArgs,
-    PrecisionArg, PreviewArgs, ReportArgs, TrainArgs,
+    ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command, ConvArg, DataCommand, EvalArgs,
+    ExportArgs, ExportDigitsArgs, FigureCommand, FigureCompareArgs, FigureLossesArgs,
+    FigureMapArgs, MapArgs, PrecisionArg, PreviewArgs, ReportArgs, TrainArgs,
 };
 use clap::Parser;
 use ot3d_models::digit_pack::DigitPack;
@@ -543,7 +543,12 @@ fn bench_steps(args: &BenchStepsArgs) -> Result<()> {
         warmup: args.warmup,
         reps: args.reps as usize,
     };
-    let row = ot3d_trainer::bench::measure_steps(&request, &device, backend.name());
+    ot3d_models::nets::gemm_conv::set_enabled(args.conv == ConvArg::Gemm);
+    let label = match backend {
+        Backend::Cpu => format!("cpu, {} conv", args.conv.name()),
+        _ => backend.name().to_string(),
+    };
+    let row = ot3d_trainer::bench::measure_steps(&request, &device, &label);
     println!("{}", serde_json::to_string(&row)?);
     Ok(())
 }

@@ -50,6 +50,8 @@ pub struct BenchOptions {
     pub backend: String,
     /// Skip the PyTorch reference (no venv, no download).
     pub no_torch: bool,
+    /// The trainer's CPU convolution: "gemm" (its own kernels) or "burn".
+    pub conv: String,
 }
 
 fn python_in(venv: &Path) -> PathBuf {
@@ -245,6 +247,8 @@ pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
                 reps,
                 "--backend",
                 &options.backend,
+                "--conv",
+                &options.conv,
             ]),
             "ot3d bench steps",
         )
@@ -301,6 +305,7 @@ pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
     let report = json!({
         "machine": { "cpu": cpu_model(), "threads": threads },
         "backend": options.backend,
+        "conv": options.conv,
         "sgemm": { "ot3d_gemm": sgemm, "pytorch": torch_sgemm },
         "rows": rows,
     });
@@ -356,10 +361,14 @@ pub fn table(report: &Value) -> String {
         .unwrap_or(f64::NAN);
     let torch_sgemm = report["sgemm"]["pytorch"]["gflops"].as_f64();
     let mut out = format!(
-        "{} ({} threads), backend {}\nSGEMM 2048³: gemm crate (burn's CPU backend) {:.1} GFLOP/s{}\n\n",
+        "{} ({} threads), backend {}{}\nSGEMM 2048³: gemm crate (burn's CPU backend) {:.1} GFLOP/s{}\n\n",
         report["machine"]["cpu"].as_str().unwrap_or("?"),
         report["machine"]["threads"],
         report["backend"].as_str().unwrap_or("?"),
+        match (report["backend"].as_str(), report["conv"].as_str()) {
+            (Some("cpu"), Some(conv)) => format!(", {conv} conv3d"),
+            _ => String::new(),
+        },
         sgemm,
         torch_sgemm.map_or(String::new(), |g| format!(", PyTorch {g:.1} GFLOP/s")),
     );
@@ -478,11 +487,15 @@ mod tests {
         let report = json!({
             "machine": {"cpu": "test cpu", "threads": 2},
             "backend": "cpu",
+            "conv": "gemm",
             "sgemm": {"ot3d_gemm": {"gflops": 20.0}, "pytorch": null},
             "rows": [row, without],
         });
         let text = table(&report);
-        assert!(text.contains("test cpu (2 threads)"), "{text}");
+        assert!(
+            text.contains("test cpu (2 threads), backend cpu, gemm conv3d"),
+            "{text}"
+        );
         assert!(text.contains("8×4"));
         assert!(
             text.contains("0.50") && text.contains("50%") && text.contains("2 MiB"),

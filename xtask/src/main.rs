@@ -36,6 +36,9 @@ enum Command {
         /// Skip the PyTorch reference (no virtualenv, no download).
         #[arg(long)]
         no_torch: bool,
+        /// The trainer's CPU convolution: its im2col + GEMM kernels, or burn's conv3d (before).
+        #[arg(long, default_value = "gemm", value_parser = ["gemm", "burn"])]
+        conv: String,
     },
     /// Known-answer OT benchmark: NOT with MLPs between two Gaussians whose OT map is known;
     /// L2-UV (%) per dimension, table and target/bench/gaussian.json (not part of the tests).
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             reps,
             backend,
             no_torch,
+            conv,
         } => bench::parse_rows(&rows).and_then(|rows| {
             bench::run_bench(
                 &root,
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
                     reps: reps.max(1),
                     backend,
                     no_torch,
+                    conv,
                 },
             )
         }),

@@ -6,6 +6,8 @@ pub mod burnpack;
 mod classifier;
 pub mod classifier_weights;
 pub mod flops;
+#[cfg(feature = "gemm-conv")]
+pub mod gemm_conv;
 mod potential;
 mod resample;
 mod transport;
@@ -17,6 +19,21 @@ pub use resample::{avg_pool2, upsample_nearest2};
 pub use transport::{NoiseLayout, TransportMap, TransportMapConfig, gaussian_noise, noise_values};
 
 use burn::module::Module;
+use burn::nn::conv::Conv3d;
+use burn::tensor::Tensor;
+
+/// `conv.forward(x)`: through the GEMM kernels on the CPU device where the trainer built them
+/// in (feature `gemm-conv`), burn's conv3d everywhere else.
+pub(crate) fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
+    #[cfg(feature = "gemm-conv")]
+    {
+        gemm_conv::conv3d(conv, x)
+    }
+    #[cfg(not(feature = "gemm-conv"))]
+    {
+        conv.forward(x)
+    }
+}
 
 /// Held while a network's initial weights are drawn. burn seeds a backend's RNG globally,
 /// so a network built on another thread between someone's seed and their init would

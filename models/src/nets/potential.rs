@@ -2,6 +2,7 @@
 //! ResNet_D: no normalization layers, LeakyReLU(0.2), residual branches scaled by 0.1,
 //! Kaiming (fan-out) initialization, average pooling between stages.
 
+use super::conv3d;
 use super::resample::avg_pool2;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
@@ -69,10 +70,10 @@ impl ResBlock {
     }
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let dx = self.conv_0.forward(leaky_relu(x.clone(), SLOPE));
-        let dx = self.conv_1.forward(leaky_relu(dx, SLOPE));
+        let dx = conv3d(&self.conv_0, leaky_relu(x.clone(), SLOPE));
+        let dx = conv3d(&self.conv_1, leaky_relu(dx, SLOPE));
         let shortcut = match &self.shortcut {
-            Some(s) => s.forward(x),
+            Some(s) => conv3d(s, x),
             None => x,
         };
         shortcut + dx.mul_scalar(RESIDUAL_SCALE)
@@ -116,7 +117,7 @@ impl PotentialConfig {
 impl Potential {
     /// f(x) for `x: [B, 3, 16, 16, 16]`, one scalar per digit: `[B, 1]`.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<2> {
-        let mut h = self.conv_in.forward(x);
+        let mut h = conv3d(&self.conv_in, x);
         for (i, block) in self.blocks.iter().enumerate() {
             if i > 0 {
                 h = avg_pool2(h);

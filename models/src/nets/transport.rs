@@ -2,6 +2,7 @@
 //! with residual output `x + g(x)`; g's last layer starts at zero, so T starts as the
 //! identity (the cheapest map under the quadratic cost).
 
+use super::conv3d;
 use super::resample::upsample_nearest2;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
@@ -201,19 +202,19 @@ impl TransportMap {
         let mut skips = Vec::with_capacity(self.down.len());
         let mut h = input;
         for level in &self.down {
-            h = leaky_relu(level.conv_in.forward(h), SLOPE);
-            h = leaky_relu(level.conv.forward(h), SLOPE);
+            h = leaky_relu(conv3d(&level.conv_in, h), SLOPE);
+            h = leaky_relu(conv3d(&level.conv, h), SLOPE);
             skips.push(h.clone());
         }
         skips.pop(); // the deepest level's output is `h` itself
         for level in &self.up {
             let skip = skips.pop().expect("one skip per up level");
-            h = leaky_relu(level.conv_up.forward(upsample_nearest2(h)), SLOPE);
+            h = leaky_relu(conv3d(&level.conv_up, upsample_nearest2(h)), SLOPE);
             h = leaky_relu(
-                level.conv_merge.forward(Tensor::cat(vec![h, skip], 1)),
+                conv3d(&level.conv_merge, Tensor::cat(vec![h, skip], 1)),
                 SLOPE,
             );
         }
-        x + self.out.forward(h)
+        x + conv3d(&self.out, h)
     }
 }

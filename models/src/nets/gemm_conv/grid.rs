@@ -1,0 +1,243 @@
+//! Stride-1 convolutions on the zero-padded grid: with the input padded once, each im2col row
+//! of a run of output positions is one contiguous slice of the padded input (shifted by the
+//! kernel offset), so im2col and col2im are long copies and adds instead of one short,
+//! bounds-checked segment per output line. The GEMMs also cover the padding's positions
+//! (~27% more columns at 16³), whose results are dropped.
+
+use super::kernels::{ConvGeometry, Operand, gemm_into};
+
+/// The padded input `[C_in, D+2p, H+2p, W+2p]` and the output positions on it: output
+/// (d, h, w) sits at `j = d·Hp·Wp + h·Wp + w`, and reads input `j + offset(kd, kh, kw)`.
+struct Grid {
+    /// Padded D, H, W.
+    padded: [usize; 3],
+    output: [usize; 3],
+    /// Grid positions from the first output to the last, inclusive.
+    positions: usize,
+}
+
+impl Grid {
+    fn new(g: &ConvGeometry) -> Self {
+        let padded = g.size.map(|s| s + 2 * g.padding);
+        let output = g.output_size();
+        let [_, hp, wp] = padded;
+        let positions = if output.contains(&0) {
+            0
+        } else {
+            (output[0] - 1) * hp * wp + (output[1] - 1) * wp + output[2]
+        };
+        Grid {
+            padded,
+            output,
+            positions,
+        }
+    }
+
+    fn volume(&self) -> usize {
+        self.padded.iter().product()
+    }
+
+    /// The grid shift of im2col row `row` = (channel, kd, kh, kw).
+    fn row_offset(&self, kernel: usize, row: usize) -> usize {
+        let [_, hp, wp] = self.padded;
+        let (c, k3) = (row / kernel.pow(3), row % kernel.pow(3));
+        let (kd, kh, kw) = (k3 / (kernel * kernel), k3 / kernel % kernel, k3 % kernel);
+        c * self.volume() + kd * hp * wp + kh * wp + kw
+    }
+
+    /// Calls `visit(grid_position, output_index, count)` for each run of `count` outputs
+    /// that lie at consecutive grid positions, within grid positions `range`.
+    fn for_each_output_run(
+        &self,
+        range: std::ops::Range<usize>,
+        mut visit: impl FnMut(usize, usize, usize),
+    ) {
+        let [_, hp, wp] = self.padded;
+        let [_, oh, ow] = self.output;
+        let slab = hp * wp;
+        let mut j = range.start;
+        while j < range.end {
+            let (d, rest) = (j / slab, j % slab);
+            let (h, w) = (rest / wp, rest % wp);
+            if h >= oh {
+                j = (d + 1) * slab; // the rest of this slab is padding
+                continue;
+            }
+            if w >= ow {
+                j = d * slab + (h + 1) * wp;
+                continue;
+            }
+            let count = (ow - w).min(range.end - j);
+            visit(j, (d * oh + h) * ow + w, count);
+            j += count;
+        }
+    }
+}
+
+/// Grid positions per tile: the im2col tile `[C_in·k³, width]` stays near 256 KiB.
+fn tile_width(g: &ConvGeometry) -> usize {
+    (64 * 1024 / g.channels_in.max(1) / g.kernel.pow(3)).max(64)
+}
+
+/// Scratch buffers of one thread, grown on first use.
+#[derive(Default)]
+pub struct Scratch {
+    padded: Vec<f32>,
+    padded_grad: Vec<f32>,
+    tile: Vec<f32>,
+    out_tile: Vec<f32>,
+}
+
+fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    &mut buffer[..len]
+}
+
+/// Copies one sample `x: [C_in, D, H, W]` into the interior of the zeroed padded grid.
+fn pad_into(g: &ConvGeometry, grid: &Grid, x: &[f32], padded: &mut [f32]) {
+    padded.fill(0.0);
+    let [d, h, w] = g.size;
+    let [_, hp, wp] = grid.padded;
+    let p = g.padding;
+    for c in 0..g.channels_in {
+        for z in 0..d {
+            for y in 0..h {
+                let src = ((c * d + z) * h + y) * w;
+                let dst = c * grid.volume() + ((z + p) * hp + y + p) * wp + p;
+                padded[dst..dst + w].copy_from_slice(&x[src..src + w]);
+            }
+        }
+    }
+}
+
+/// The im2col tile of grid positions `j0..j0 + width`: row r is the padded input from
+/// `offset(r) + j0`.
+fn im2col(
+    g: &ConvGeometry,
+    grid: &Grid,
+    padded: &[f32],
+    j0: usize,
+    width: usize,
+    tile: &mut [f32],
+) {
+    for row in 0..g.channels_in * g.kernel.pow(3) {
+        let src = grid.row_offset(g.kernel, row) + j0;
+        tile[row * width..(row + 1) * width].copy_from_slice(&padded[src..src + width]);
+    }
+}
+
+/// One sample's output `y: [C_out, OD·OH·OW]` from `weight: [C_out, C_in·k³]`.
+pub fn forward_sample(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let grid = Grid::new(g);
+    let rows = g.channels_in * g.kernel.pow(3);
+    let n: usize = grid.output.iter().product();
+    let padded = sized(&mut scratch.padded, g.channels_in * grid.volume());
+    pad_into(g, &grid, x, padded);
+    let width = tile_width(g);
+    let tile = sized(&mut scratch.tile, rows * width);
+    let out_tile = sized(&mut scratch.out_tile, g.channels_out * width);
+    let w = Operand::new(weight, rows, 1);
+    for j0 in (0..grid.positions).step_by(width) {
+        let cols = width.min(grid.positions - j0);
+        im2col(g, &grid, padded, j0, cols, tile);
+        let patches = Operand::new(&tile[..rows * cols], cols, 1);
+        gemm_into(
+            (g.channels_out, cols, rows),
+            out_tile,
+            cols,
+            false,
+            w,
+            patches,
+        );
+        grid.for_each_output_run(j0..j0 + cols, |j, out, count| {
+            for o in 0..g.channels_out {
+                let src = o * cols + j - j0;
+                y[o * n + out..o * n + out + count].copy_from_slice(&out_tile[src..src + count]);
+            }
+        });
+    }
+}
+
+/// One sample's gradients: adds `dy · im2colᵀ` into `dw` when given, writes `∂x` into `dx`
+/// when given.
+pub fn backward_sample(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    dw: Option<&mut [f32]>,
+    dx: Option<&mut [f32]>,
+    scratch: &mut Scratch,
+) {
+    let grid = Grid::new(g);
+    let rows = g.channels_in * g.kernel.pow(3);
+    let n: usize = grid.output.iter().product();
+    let width = tile_width(g);
+    let volume = g.channels_in * grid.volume();
+    let padded = sized(&mut scratch.padded, volume);
+    if dw.is_some() {
+        pad_into(g, &grid, x, padded);
+    }
+    let padded_grad = sized(
+        &mut scratch.padded_grad,
+        if dx.is_some() { volume } else { 0 },
+    );
+    padded_grad.fill(0.0);
+    let tile = sized(&mut scratch.tile, rows * width);
+    let dy_tile = sized(&mut scratch.out_tile, g.channels_out * width);
+    let w_t = Operand::new(weight, 1, rows);
+    let mut dw = dw;
+    for j0 in (0..grid.positions).step_by(width) {
+        let cols = width.min(grid.positions - j0);
+        // dy on the grid: zero at the padding's positions, so they add nothing below.
+        dy_tile[..g.channels_out * cols].fill(0.0);
+        grid.for_each_output_run(j0..j0 + cols, |j, out, count| {
+            for o in 0..g.channels_out {
+                let dst = o * cols + j - j0;
+                dy_tile[dst..dst + count].copy_from_slice(&dy[o * n + out..o * n + out + count]);
+            }
+        });
+        let dy_op = Operand::new(&dy_tile[..g.channels_out * cols], cols, 1);
+        if let Some(dw) = dw.as_deref_mut() {
+            im2col(g, &grid, padded, j0, cols, tile);
+            // dW[C_out × rows] += dy_tile[C_out × cols] · tileᵀ[cols × rows]
+            let tile_t = Operand::new(&tile[..rows * cols], 1, cols);
+            gemm_into((g.channels_out, rows, cols), dw, rows, true, dy_op, tile_t);
+        }
+        if dx.is_some() {
+            // tile[rows × cols] = Wᵀ[rows × C_out] · dy_tile[C_out × cols], then col2im.
+            gemm_into((rows, cols, g.channels_out), tile, cols, false, w_t, dy_op);
+            for row in 0..rows {
+                let dst = grid.row_offset(g.kernel, row) + j0;
+                for (acc, v) in padded_grad[dst..dst + cols]
+                    .iter_mut()
+                    .zip(&tile[row * cols..(row + 1) * cols])
+                {
+                    *acc += v;
+                }
+            }
+        }
+    }
+    if let Some(dx) = dx {
+        let [d, h, w] = g.size;
+        let [_, hp, wp] = grid.padded;
+        let p = g.padding;
+        for c in 0..g.channels_in {
+            for z in 0..d {
+                for y in 0..h {
+                    let dst = ((c * d + z) * h + y) * w;
+                    let src = c * grid.volume() + ((z + p) * hp + y + p) * wp + p;
+                    dx[dst..dst + w].copy_from_slice(&padded_grad[src..src + w]);
+                }
+            }
+        }
+    }
+}

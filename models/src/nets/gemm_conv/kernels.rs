@@ -1,0 +1,682 @@
+//! 3D convolution on f32 slices as im2col + GEMM, with both gradients as GEMMs too: the
+//! weight gradient is one long-reduction GEMM per sample, the input gradient a GEMM and a
+//! col2im, so training spends its time in the GEMM microkernels.
+
+use super::grid;
+use rayon::prelude::*;
+
+/// One convolution's geometry: cubic kernel, the same stride and (symmetric, zero) padding
+/// on every axis, no dilation, one group; tensors are contiguous `[B, C, D, H, W]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub channels_in: usize,
+    pub channels_out: usize,
+    /// Input D, H, W.
+    pub size: [usize; 3],
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl ConvGeometry {
+    /// Output D, H, W.
+    pub fn output_size(&self) -> [usize; 3] {
+        self.size
+            .map(|s| (s + 2 * self.padding - self.kernel) / self.stride + 1)
+    }
+
+    /// Why this geometry cannot be convolved, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.kernel == 0 || self.stride == 0 {
+            return Err(format!(
+                "kernel {} and stride {} must be positive",
+                self.kernel, self.stride
+            ));
+        }
+        if self
+            .size
+            .iter()
+            .any(|&s| s + 2 * self.padding < self.kernel)
+        {
+            return Err(format!(
+                "input {:?} with padding {} is smaller than the kernel {}",
+                self.size, self.padding, self.kernel
+            ));
+        }
+        Ok(())
+    }
+
+    fn input_voxels(&self) -> usize {
+        self.size.iter().product()
+    }
+
+    fn output_voxels(&self) -> usize {
+        self.output_size().iter().product()
+    }
+
+    /// Rows of the im2col matrix: one per input channel and kernel offset.
+    fn patch_rows(&self) -> usize {
+        self.channels_in * self.kernel.pow(3)
+    }
+
+    /// A 1×1×1 kernel at stride 1 without padding reads the input as its own im2col matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == 1 && self.stride == 1 && self.padding == 0
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.channels_in * self.input_voxels()
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.channels_out * self.output_voxels()
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.channels_out * self.patch_rows()
+    }
+}
+
+/// The output positions `o` (of `count`) whose input index `o·stride + offset − padding`
+/// falls inside `0..size`, as a range.
+fn valid_outputs(
+    count: usize,
+    size: usize,
+    stride: usize,
+    offset: usize,
+    padding: usize,
+) -> std::ops::Range<usize> {
+    // o·s + offset ≥ padding  ⇔  o ≥ ceil((padding − offset) / s)
+    let lo = padding.saturating_sub(offset).div_ceil(stride);
+    // o·s + offset − padding ≤ size − 1  ⇔  o ≤ (size − 1 + padding − offset) / s
+    let hi = match (size + padding).checked_sub(offset + 1) {
+        Some(top) => (top / stride + 1).min(count),
+        None => 0,
+    };
+    lo.min(hi)..hi
+}
+
+/// Output lines (one per output (d, h), `OW` voxels each) per im2col tile: the tile
+/// `[C_in·k³, lines·OW]` stays near 256 KiB, so it is still in cache when the GEMM packs it.
+fn tile_lines(g: &ConvGeometry) -> usize {
+    const TILE_FLOATS: usize = 64 * 1024;
+    let [_, _, ow] = g.output_size();
+    (TILE_FLOATS / (g.patch_rows() * ow).max(1)).max(1)
+}
+
+/// The tiles of one sample's output lines: `lines` = OD·OH split into runs of `per_tile`.
+fn line_tiles(g: &ConvGeometry) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let [od, oh, _] = g.output_size();
+    let (lines, per_tile) = (od * oh, tile_lines(g));
+    (0..lines.div_ceil(per_tile)).map(move |t| t * per_tile..((t + 1) * per_tile).min(lines))
+}
+
+/// Visits the im2col segments of output lines `lines` of one sample: for each channel and
+/// kernel offset (one row of the tile) and each output (d, h) line, the W-range of outputs
+/// that read the input. `visit(col_start, input_start, outputs, OW)` pairs
+/// `tile[col_start + o]` with `x[input_start + o·stride]` for `o` in `outputs`; the rest of
+/// the segment's `OW` entries read padding. The tile is `[C_in·k³, lines.len()·OW]`.
+fn for_each_patch_line(
+    g: &ConvGeometry,
+    lines: &std::ops::Range<usize>,
+    mut visit: impl FnMut(usize, isize, &std::ops::Range<usize>, usize),
+) {
+    let [d, h, w] = g.size;
+    let [od, oh, ow] = g.output_size();
+    let (k, s, p) = (g.kernel, g.stride, g.padding);
+    let width = lines.len() * ow;
+    for c in 0..g.channels_in {
+        for kd in 0..k {
+            let valid_d = valid_outputs(od, d, s, kd, p);
+            for kh in 0..k {
+                let valid_h = valid_outputs(oh, h, s, kh, p);
+                for kw in 0..k {
+                    let valid_w = valid_outputs(ow, w, s, kw, p);
+                    let row = ((c * k + kd) * k + kh) * k + kw;
+                    for (i, line) in lines.clone().enumerate() {
+                        let (o_d, o_h) = (line / oh, line % oh);
+                        let col_start = row * width + i * ow;
+                        if !valid_d.contains(&o_d) || !valid_h.contains(&o_h) {
+                            visit(col_start, 0, &(0..0), ow);
+                            continue;
+                        }
+                        let i_d = o_d * s + kd - p;
+                        let i_h = o_h * s + kh - p;
+                        let line_start = ((c * d + i_d) * h + i_h) * w;
+                        // x index of output o is line_start + o·s + kw − p.
+                        let input_start = line_start as isize + kw as isize - p as isize;
+                        visit(col_start, input_start, &valid_w, ow);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// im2col of output lines `lines` of one sample `x: [C_in, D, H, W]` into
+/// `tile: [C_in·k³, lines.len()·OW]`.
+fn im2col(g: &ConvGeometry, x: &[f32], lines: &std::ops::Range<usize>, tile: &mut [f32]) {
+    let s = g.stride;
+    for_each_patch_line(g, lines, |col_start, input_start, valid, width| {
+        let segment = &mut tile[col_start..col_start + width];
+        segment[..valid.start].fill(0.0);
+        segment[valid.end..].fill(0.0);
+        if valid.is_empty() {
+            return;
+        }
+        let first = (input_start + (valid.start * s) as isize) as usize;
+        if s == 1 {
+            segment[valid.clone()].copy_from_slice(&x[first..first + valid.len()]);
+        } else {
+            for (i, o) in valid.clone().enumerate() {
+                segment[o] = x[first + i * s];
+            }
+        }
+    });
+}
+
+/// The adjoint of [`im2col`]: adds every tile entry back onto the input voxel it was read
+/// from, `dx: [C_in, D, H, W]` (accumulated, not overwritten).
+fn col2im(g: &ConvGeometry, tile: &[f32], lines: &std::ops::Range<usize>, dx: &mut [f32]) {
+    let s = g.stride;
+    for_each_patch_line(g, lines, |col_start, input_start, valid, _| {
+        if valid.is_empty() {
+            return;
+        }
+        let first = (input_start + (valid.start * s) as isize) as usize;
+        let segment = &tile[col_start + valid.start..col_start + valid.end];
+        if s == 1 {
+            for (acc, v) in dx[first..first + segment.len()].iter_mut().zip(segment) {
+                *acc += v;
+            }
+        } else {
+            for (i, v) in segment.iter().enumerate() {
+                dx[first + i * s] += v;
+            }
+        }
+    });
+}
+
+/// A matrix operand: its values and its (row, column) strides.
+#[derive(Clone, Copy)]
+pub(super) struct Operand<'a> {
+    values: &'a [f32],
+    strides: (usize, usize),
+}
+
+impl<'a> Operand<'a> {
+    pub(super) fn new(values: &'a [f32], row_stride: usize, column_stride: usize) -> Self {
+        Operand {
+            values,
+            strides: (row_stride, column_stride),
+        }
+    }
+
+    /// Whether an `rows × columns` matrix fits in `values`.
+    fn holds(&self, rows: usize, columns: usize) -> bool {
+        rows == 0
+            || columns == 0
+            || self.values.len() > (rows - 1) * self.strides.0 + (columns - 1) * self.strides.1
+    }
+}
+
+/// `dst[m×n] = (accumulate ? dst : 0) + lhs[m×k] · rhs[k×n]`, `dst` row-major with row
+/// stride `dst_row_stride`, on the calling thread (the callers parallelize over samples).
+pub(super) fn gemm_into(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    accumulate: bool,
+    lhs: Operand,
+    rhs: Operand,
+) {
+    assert!(
+        Operand::new(dst, dst_row_stride, 1).holds(m, n),
+        "GEMM destination too small"
+    );
+    assert!(lhs.holds(m, k), "GEMM lhs too small");
+    assert!(rhs.holds(k, n), "GEMM rhs too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts bound every index gemm reads or writes; dst is exclusive.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            lhs.values.as_ptr(),
+            lhs.strides.1 as isize,
+            lhs.strides.0 as isize,
+            rhs.values.as_ptr(),
+            rhs.strides.1 as isize,
+            rhs.strides.0 as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The samples `0..batch` in `parts` contiguous runs of near-equal length.
+fn sample_runs(batch: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, batch.max(1));
+    (0..parts)
+        .map(|i| batch * i / parts..batch * (i + 1) / parts)
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// `y = conv(x, weight)` without bias: `x: [B, C_in, D, H, W]`, `weight: [C_out, C_in, k, k, k]`
+/// → `[B, C_out, OD, OH, OW]`; per sample, per tile of output lines, an im2col and a GEMM;
+/// samples in parallel.
+pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.input_len(), "input length");
+    assert_eq!(weight.len(), g.weight_len(), "weight length");
+    let (rows, n) = (g.patch_rows(), g.output_voxels());
+    let ow = g.output_size()[2];
+    let sample_in = g.channels_in * g.input_voxels();
+    let sample_out = g.channels_out * n;
+    let mut y = vec![0.0f32; g.output_len()];
+    if sample_out == 0 {
+        return y;
+    }
+    let w = Operand::new(weight, rows, 1);
+    let buffer = if g.is_pointwise() || g.stride == 1 {
+        0
+    } else {
+        rows * tile_lines(g) * ow
+    };
+    y.par_chunks_mut(sample_out).enumerate().for_each_init(
+        || (vec![0.0f32; buffer], grid::Scratch::default()),
+        |(tile, scratch), (b, y_b)| {
+            let x_b = &x[b * sample_in..(b + 1) * sample_in];
+            if g.is_pointwise() {
+                let patches = Operand::new(x_b, n, 1);
+                gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
+                return;
+            }
+            if g.stride == 1 {
+                grid::forward_sample(g, x_b, weight, y_b, scratch);
+                return;
+            }
+            for lines in line_tiles(g) {
+                let width = lines.len() * ow;
+                im2col(g, x_b, &lines, tile);
+                let patches = Operand::new(&tile[..rows * width], width, 1);
+                let dst = &mut y_b[lines.start * ow..];
+                gemm_into((g.channels_out, width, rows), dst, n, false, w, patches);
+            }
+        },
+    );
+    y
+}
+
+/// The gradients of `y = conv(x, weight)` given `dy = ∂L/∂y`: `∂L/∂x` when `input_grad`,
+/// `∂L/∂weight` when `weight_grad` (each `None` when not asked for). The batch is split in
+/// one run of samples per thread; each run accumulates its own weight gradient (per tile, one
+/// GEMM reducing over the tile's output voxels), then the runs' partial sums are added in
+/// order. The input gradient is, per tile, `Wᵀ · dy` and a col2im.
+pub fn backward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    input_grad: bool,
+    weight_grad: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    assert_eq!(x.len(), g.input_len(), "input length");
+    assert_eq!(weight.len(), g.weight_len(), "weight length");
+    assert_eq!(dy.len(), g.output_len(), "output gradient length");
+    let (rows, n) = (g.patch_rows(), g.output_voxels());
+    let ow = g.output_size()[2];
+    let sample_in = g.channels_in * g.input_voxels();
+    let sample_out = g.channels_out * n;
+    let pointwise = g.is_pointwise();
+    // Wᵀ: [rows × C_out].
+    let w_t = Operand::new(weight, 1, rows);
+    let mut dx = input_grad.then(|| vec![0.0f32; g.input_len()]);
+    let runs = sample_runs(g.batch, rayon::current_num_threads());
+    // Each run's slice of dx, so the runs write disjoint memory.
+    let mut dx_runs: Vec<Option<&mut [f32]>> = Vec::with_capacity(runs.len());
+    match dx.as_mut() {
+        Some(dx) => {
+            let mut rest: &mut [f32] = dx;
+            for run in &runs {
+                let (head, tail) = rest.split_at_mut(run.len() * sample_in);
+                dx_runs.push(Some(head));
+                rest = tail;
+            }
+        }
+        None => dx_runs.extend(runs.iter().map(|_| None)),
+    }
+    let on_grid = !pointwise && g.stride == 1;
+    let buffer = if pointwise || on_grid {
+        0
+    } else {
+        rows * tile_lines(g) * ow
+    };
+    let partials: Vec<Option<Vec<f32>>> = runs
+        .into_par_iter()
+        .zip(dx_runs)
+        .map(|(run, mut dx_run)| {
+            let mut dw = weight_grad.then(|| vec![0.0f32; g.weight_len()]);
+            let mut tile = vec![0.0f32; buffer];
+            let mut scratch = grid::Scratch::default();
+            for (i, b) in run.enumerate() {
+                let x_b = &x[b * sample_in..(b + 1) * sample_in];
+                let dy_b = &dy[b * sample_out..(b + 1) * sample_out];
+                let mut dx_b = dx_run
+                    .as_deref_mut()
+                    .map(|dx_run| &mut dx_run[i * sample_in..(i + 1) * sample_in]);
+                if pointwise {
+                    if let Some(dw) = dw.as_mut() {
+                        // dW[C_out × rows] += dy_b[C_out × n] · x_bᵀ[n × rows]
+                        let (dy_op, x_t) = (Operand::new(dy_b, n, 1), Operand::new(x_b, 1, n));
+                        gemm_into((g.channels_out, rows, n), dw, rows, true, dy_op, x_t);
+                    }
+                    if let Some(dx_b) = dx_b {
+                        let dy_op = Operand::new(dy_b, n, 1);
+                        gemm_into((rows, n, g.channels_out), dx_b, n, false, w_t, dy_op);
+                    }
+                    continue;
+                }
+                if on_grid {
+                    let dw = dw.as_deref_mut();
+                    grid::backward_sample(g, x_b, weight, dy_b, dw, dx_b, &mut scratch);
+                    continue;
+                }
+                for lines in line_tiles(g) {
+                    let width = lines.len() * ow;
+                    // dy_b's columns of this tile: [C_out × width], row stride n.
+                    let dy_tile = Operand::new(&dy_b[lines.start * ow..], n, 1);
+                    if let Some(dw) = dw.as_mut() {
+                        im2col(g, x_b, &lines, &mut tile);
+                        // dW[C_out × rows] += dy_tile[C_out × width] · tileᵀ[width × rows]
+                        let tile_t = Operand::new(&tile[..rows * width], 1, width);
+                        gemm_into(
+                            (g.channels_out, rows, width),
+                            dw,
+                            rows,
+                            true,
+                            dy_tile,
+                            tile_t,
+                        );
+                    }
+                    if let Some(dx_b) = dx_b.as_deref_mut() {
+                        // tile[rows × width] = Wᵀ[rows × C_out] · dy_tile[C_out × width]
+                        let dst = &mut tile[..rows * width];
+                        gemm_into(
+                            (rows, width, g.channels_out),
+                            dst,
+                            width,
+                            false,
+                            w_t,
+                            dy_tile,
+                        );
+                        col2im(g, &tile, &lines, dx_b);
+                    }
+                }
+            }
+            dw
+        })
+        .collect();
+    let dw = weight_grad.then(|| {
+        let mut total = vec![0.0f32; g.weight_len()];
+        for partial in partials.into_iter().flatten() {
+            for (t, p) in total.iter_mut().zip(partial) {
+                *t += p;
+            }
+        }
+        total
+    });
+    (dx, dw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The convolution by its definition, in f64.
+    fn direct(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f64> {
+        let [d, h, w] = g.size;
+        let [od, oh, ow] = g.output_size();
+        let k = g.kernel;
+        let mut y = vec![0.0f64; g.output_len()];
+        for b in 0..g.batch {
+            for o in 0..g.channels_out {
+                for (zd, zh, zw) in
+                    (0..od).flat_map(|a| (0..oh).flat_map(move |b| (0..ow).map(move |c| (a, b, c))))
+                {
+                    let mut acc = 0.0f64;
+                    for c in 0..g.channels_in {
+                        for kd in 0..k {
+                            for kh in 0..k {
+                                for kw in 0..k {
+                                    let id = (zd * g.stride + kd) as isize - g.padding as isize;
+                                    let ih = (zh * g.stride + kh) as isize - g.padding as isize;
+                                    let iw = (zw * g.stride + kw) as isize - g.padding as isize;
+                                    if id < 0
+                                        || ih < 0
+                                        || iw < 0
+                                        || id >= d as isize
+                                        || ih >= h as isize
+                                        || iw >= w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xi = (((b * g.channels_in + c) * d + id as usize) * h
+                                        + ih as usize)
+                                        * w
+                                        + iw as usize;
+                                    let wi = (((o * g.channels_in + c) * k + kd) * k + kh) * k + kw;
+                                    acc += x[xi] as f64 * weight[wi] as f64;
+                                }
+                            }
+                        }
+                    }
+                    y[(((b * g.channels_out + o) * od + zd) * oh + zh) * ow + zw] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    fn values(count: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::rng::SeedRng::new(seed);
+        (0..count).map(|_| rng.normal() as f32).collect()
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let g = |batch, channels_in, channels_out, size, kernel, stride, padding| ConvGeometry {
+            batch,
+            channels_in,
+            channels_out,
+            size,
+            kernel,
+            stride,
+            padding,
+        };
+        vec![
+            g(3, 2, 4, [5, 6, 7], 3, 1, 1),
+            g(2, 3, 5, [6, 6, 6], 3, 2, 1),
+            g(2, 3, 2, [5, 4, 7], 3, 2, 1),
+            g(2, 4, 3, [4, 5, 3], 1, 1, 0),
+            g(1, 2, 2, [4, 4, 4], 3, 1, 0),
+            g(2, 1, 2, [3, 3, 3], 5, 1, 2),
+            g(5, 2, 3, [2, 2, 2], 3, 2, 1),
+        ]
+    }
+
+    #[test]
+    fn valid_ranges_match_the_bounds_checks() {
+        for (count, size, stride, offset, padding) in [
+            (7, 7, 1, 0, 1),
+            (7, 7, 1, 2, 1),
+            (4, 8, 2, 0, 1),
+            (4, 8, 2, 2, 1),
+            (3, 5, 2, 0, 1),
+            (3, 3, 1, 4, 2),
+            (1, 1, 1, 0, 0),
+        ] {
+            let expected: Vec<usize> = (0..count)
+                .filter(|&o| {
+                    let i = (o * stride + offset) as isize - padding as isize;
+                    i >= 0 && i < size as isize
+                })
+                .collect();
+            let got: Vec<usize> = valid_outputs(count, size, stride, offset, padding).collect();
+            assert_eq!(got, expected, "{count} {size} {stride} {offset} {padding}");
+        }
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for (i, g) in geometries().into_iter().enumerate() {
+            g.check().unwrap();
+            let x = values(g.input_len(), 1 + i as u64);
+            let w = values(g.weight_len(), 100 + i as u64);
+            let y = forward(&g, &x, &w);
+            let want = direct(&g, &x, &w);
+            for (a, b) in y.iter().zip(&want) {
+                assert!(
+                    (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs()),
+                    "{g:?}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    /// The gradients are the adjoints of the forward map: for every direction u of the
+    /// input, ⟨dy, conv(u, W)⟩ = ⟨dx, u⟩, and likewise for the weight. Checked against the
+    /// definition with unit directions, i.e. entry by entry.
+    #[test]
+    fn gradients_are_the_adjoints_of_the_definition() {
+        for (i, g) in geometries().into_iter().enumerate() {
+            let x = values(g.input_len(), 11 + i as u64);
+            let w = values(g.weight_len(), 111 + i as u64);
+            let dy = values(g.output_len(), 211 + i as u64);
+            let (dx, dw) = backward(&g, &x, &w, &dy, true, true);
+            let (dx, dw) = (dx.unwrap(), dw.unwrap());
+            let dot = |a: &[f64]| a.iter().zip(&dy).map(|(a, b)| a * *b as f64).sum::<f64>();
+            for j in 0..x.len() {
+                let mut unit = vec![0.0f32; x.len()];
+                unit[j] = 1.0;
+                let want = dot(&direct(&g, &unit, &w));
+                assert!(
+                    (dx[j] as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "{g:?} dx[{j}]"
+                );
+            }
+            for j in 0..w.len() {
+                let mut unit = vec![0.0f32; w.len()];
+                unit[j] = 1.0;
+                let want = dot(&direct(&g, &x, &unit));
+                assert!(
+                    (dw[j] as f64 - want).abs() < 1e-3 * (1.0 + want.abs()),
+                    "{g:?} dw[{j}]"
+                );
+            }
+            // Asking for one gradient gives the same numbers as asking for both.
+            let (only_dx, none) = backward(&g, &x, &w, &dy, true, false);
+            assert_eq!(only_dx.unwrap(), dx);
+            assert!(none.is_none());
+            let (none, only_dw) = backward(&g, &x, &w, &dy, false, true);
+            assert!(none.is_none());
+            assert_eq!(only_dw.unwrap(), dw);
+        }
+    }
+
+    /// Geometries whose im2col comes in several tiles (many input channels, wide lines):
+    /// forward against the definition, the gradients by the adjoint identities in random
+    /// directions, ⟨dy, conv(u, W)⟩ = ⟨∂x, u⟩ and ⟨dy, conv(x, V)⟩ = ⟨∂W, V⟩.
+    #[test]
+    fn tiled_geometries_agree_with_the_definition() {
+        let geometries = [
+            ConvGeometry {
+                batch: 3,
+                channels_in: 64,
+                channels_out: 3,
+                size: [4, 5, 16],
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+            },
+            ConvGeometry {
+                batch: 2,
+                channels_in: 48,
+                channels_out: 2,
+                size: [6, 7, 20],
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+            },
+        ];
+        for (i, g) in geometries.into_iter().enumerate() {
+            assert!(line_tiles(&g).count() > 2, "{g:?} is not tiled");
+            let seed = 300 + 10 * i as u64;
+            let x = values(g.input_len(), seed);
+            let w = values(g.weight_len(), seed + 1);
+            let y = forward(&g, &x, &w);
+            for (a, b) in y.iter().zip(&direct(&g, &x, &w)) {
+                assert!(
+                    (*a as f64 - b).abs() < 1e-3 * (1.0 + b.abs()),
+                    "{g:?}: {a} vs {b}"
+                );
+            }
+            let dy = values(g.output_len(), seed + 2);
+            let (dx, dw) = backward(&g, &x, &w, &dy, true, true);
+            let dot32 = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+            };
+            let dot64 = |a: &[f64]| a.iter().zip(&dy).map(|(a, b)| a * *b as f64).sum::<f64>();
+            let u = values(g.input_len(), seed + 3);
+            let (lhs, rhs) = (dot64(&direct(&g, &u, &w)), dot32(&dx.unwrap(), &u));
+            assert!(
+                (lhs - rhs).abs() < 1e-3 * (1.0 + lhs.abs()),
+                "{g:?} dx: {lhs} vs {rhs}"
+            );
+            let v = values(g.weight_len(), seed + 4);
+            let (lhs, rhs) = (dot64(&direct(&g, &x, &v)), dot32(&dw.unwrap(), &v));
+            assert!(
+                (lhs - rhs).abs() < 1e-3 * (1.0 + lhs.abs()),
+                "{g:?} dw: {lhs} vs {rhs}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_geometries_are_named() {
+        let g = ConvGeometry {
+            batch: 1,
+            channels_in: 1,
+            channels_out: 1,
+            size: [2, 2, 2],
+            kernel: 5,
+            stride: 1,
+            padding: 1,
+        };
+        assert!(g.check().unwrap_err().contains("smaller than the kernel"));
+        let g = ConvGeometry { stride: 0, ..g };
+        assert!(g.check().unwrap_err().contains("must be positive"));
+    }
+
+    #[test]
+    fn samples_split_into_contiguous_runs() {
+        assert_eq!(sample_runs(5, 2), vec![0..2, 2..5]);
+        assert_eq!(sample_runs(1, 4), vec![0..1]);
+        assert_eq!(sample_runs(0, 2), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(sample_runs(64, 2), vec![0..32, 32..64]);
+    }
+}

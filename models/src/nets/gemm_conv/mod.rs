@@ -1,0 +1,207 @@
+//! The networks' 3D convolutions on burn's CPU backend (Flex) as a backend extension whose
+//! forward and both gradients are im2col + GEMM ([`kernels`]); burn 0.22's own Flex conv3d
+//! runs its weight gradient as a convolution with a 16³ "kernel", the slowest part of a step.
+//! Other devices and dtypes keep burn's `Conv3d::forward`.
+
+mod grid;
+pub mod kernels;
+
+use burn::backend::TensorMetadata;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::nn::PaddingConfig3d;
+use burn::nn::conv::Conv3d;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use kernels::ConvGeometry;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the GEMM convolution on or off for the whole process (on by default); off, every
+/// conv is burn's own. For A/B benchmarks and the equivalence tests.
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::SeqCst);
+}
+
+/// Whether convolutions on the CPU device go through the GEMM kernels.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::SeqCst)
+}
+
+/// The custom op: a bias-free 3D convolution (cubic kernel, one stride and symmetric padding
+/// on every axis), differentiable through its own backward.
+#[backend_extension(Flex, Autodiff)]
+pub trait GemmConvBackend: Backend {
+    fn gemm_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self>;
+}
+
+fn geometry(x: &[usize], weight: &[usize], stride: usize, padding: usize) -> ConvGeometry {
+    let geometry = ConvGeometry {
+        batch: x[0],
+        channels_in: x[1],
+        channels_out: weight[0],
+        size: [x[2], x[3], x[4]],
+        kernel: weight[2],
+        stride,
+        padding,
+    };
+    assert_eq!(
+        weight[1], x[1],
+        "conv weight's input channels vs the input's"
+    );
+    assert!(
+        weight[2] == weight[3] && weight[3] == weight[4],
+        "cubic kernels only"
+    );
+    if let Err(why) = geometry.check() {
+        panic!("gemm_conv3d: {why}");
+    }
+    geometry
+}
+
+fn f32_slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("gemm_conv3d: a contiguous f32 tensor")
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+impl GemmConvBackend for Flex {
+    fn gemm_conv3d(x: FlexTensor, weight: FlexTensor, stride: usize, padding: usize) -> FlexTensor {
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let g = geometry(&x.shape(), &weight.shape(), stride, padding);
+        let y = kernels::forward(&g, f32_slice(&x), f32_slice(&weight));
+        let [od, oh, ow] = g.output_size();
+        flex_tensor(y, vec![g.batch, g.channels_out, od, oh, ow])
+    }
+}
+
+#[derive(Debug)]
+struct GemmConvBackward;
+
+impl Backward<Flex, 2> for GemmConvBackward {
+    /// The input's and weight's checkpoints, stride, padding.
+    type State = (NodeId, NodeId, usize, usize);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (x_state, weight_state, stride, padding) = ops.state;
+        let x = checkpointer
+            .retrieve_node_output::<FlexTensor>(x_state)
+            .to_contiguous();
+        let weight = checkpointer
+            .retrieve_node_output::<FlexTensor>(weight_state)
+            .to_contiguous();
+        let (x_shape, weight_shape) = (x.shape().to_vec(), weight.shape().to_vec());
+        let g = geometry(&x_shape, &weight_shape, stride, padding);
+        // Only the gradients someone asked for: a frozen potential needs its input's, a
+        // network on detached inputs only its weights'.
+        let (dx, dw) = kernels::backward(
+            &g,
+            f32_slice(&x),
+            f32_slice(&weight),
+            f32_slice(&dy),
+            node_x.is_some(),
+            node_weight.is_some(),
+        );
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, flex_tensor(dx, x_shape));
+        }
+        if let (Some(node), Some(dw)) = (node_weight, dw) {
+            grads.register::<Flex>(node.id, flex_tensor(dw, weight_shape));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> GemmConvBackend for Autodiff<Flex, C> {
+    fn gemm_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+    ) -> FloatTensor<Self> {
+        match GemmConvBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let output =
+                    Flex::gemm_conv3d(x.into_primitive(), weight.into_primitive(), stride, padding);
+                prep.finish((x_state, weight_state, stride, padding), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::gemm_conv3d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                stride,
+                padding,
+            )),
+        }
+    }
+}
+
+/// The one stride and symmetric padding of `conv` on every axis, if the GEMM kernels can run it
+/// (cubic kernel, no dilation, one group, explicit padding).
+fn uniform_geometry(conv: &Conv3d) -> Option<(usize, usize)> {
+    let [s0, s1, s2] = conv.stride;
+    let [k0, k1, k2] = conv.kernel_size;
+    let padding = match conv.padding {
+        PaddingConfig3d::Explicit(a, b, c) if a == b && b == c => a,
+        PaddingConfig3d::Valid => 0,
+        _ => return None,
+    };
+    (s0 == s1 && s1 == s2 && k0 == k1 && k1 == k2 && conv.dilation == [1, 1, 1] && conv.groups == 1)
+        .then_some((s0, padding))
+}
+
+/// The stride and padding the GEMM kernels would run `conv` on `x` with; `None` where burn's
+/// conv3d runs it (turned off, another device or dtype, a geometry they do not cover).
+fn gemm_geometry(conv: &Conv3d, x: &Tensor<5>) -> Option<(usize, usize)> {
+    let runs_here = enabled() && x.dtype() == DType::F32 && x.device().inner() == Device::flex();
+    uniform_geometry(conv).filter(|_| runs_here)
+}
+
+/// `conv.forward(x)`, through the GEMM kernels when `x` is an f32 tensor on the CPU device
+/// and the conv's geometry is one they run; burn's conv3d otherwise.
+pub fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
+    let Some((stride, padding)) = gemm_geometry(conv, &x) else {
+        return conv.forward(x);
+    };
+    let y = Tensor::<5>::from_dispatch(<Dispatch as GemmConvBackend>::gemm_conv3d(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        stride,
+        padding,
+    ));
+    match &conv.bias {
+        Some(bias) => {
+            let channels = bias.dims()[0];
+            y + bias.val().reshape([1, channels, 1, 1, 1])
+        }
+        None => y,
+    }
+}
+
+#[cfg(test)]
+mod tests;
