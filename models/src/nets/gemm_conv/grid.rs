@@ -167,14 +167,15 @@ pub fn forward_sample(
     }
 }
 
-/// One sample's gradients: adds `dy · im2colᵀ` into `dw` when given, writes `∂x` into `dx`
+/// One sample's gradients: adds `im2col · dyᵀ` into `dw_t` (∂W transposed, `[C_in·k³ × C_out]`)
+/// when given, writes `∂x` into `dx`
 /// when given.
 pub fn backward_sample(
     g: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
     dy: &[f32],
-    dw: Option<&mut [f32]>,
+    dw_t: Option<&mut [f32]>,
     dx: Option<&mut [f32]>,
     scratch: &mut Scratch,
 ) {
@@ -184,7 +185,7 @@ pub fn backward_sample(
     let width = tile_width(g);
     let volume = g.channels_in * grid.volume();
     let padded = sized(&mut scratch.padded, volume);
-    if dw.is_some() {
+    if dw_t.is_some() {
         pad_into(g, &grid, x, padded);
     }
     let padded_grad = sized(
@@ -195,7 +196,7 @@ pub fn backward_sample(
     let tile = sized(&mut scratch.tile, rows * width);
     let dy_tile = sized(&mut scratch.out_tile, g.channels_out * width);
     let w_t = Operand::new(weight, 1, rows);
-    let mut dw = dw;
+    let mut dw = dw_t;
     for j0 in (0..grid.positions).step_by(width) {
         let cols = width.min(grid.positions - j0);
         // dy on the grid: zero at the padding's positions, so they add nothing below.
@@ -209,9 +210,17 @@ pub fn backward_sample(
         let dy_op = Operand::new(&dy_tile[..g.channels_out * cols], cols, 1);
         if let Some(dw) = dw.as_deref_mut() {
             im2col(g, &grid, padded, j0, cols, tile);
-            // dW[C_out × rows] += dy_tile[C_out × cols] · tileᵀ[cols × rows]
-            let tile_t = Operand::new(&tile[..rows * cols], 1, cols);
-            gemm_into((g.channels_out, rows, cols), dw, rows, true, dy_op, tile_t);
+            // dWᵀ[rows × C_out] += tile[rows × cols] · dy_tileᵀ[cols × C_out]
+            let patches = Operand::new(&tile[..rows * cols], cols, 1);
+            let dy_t = Operand::new(&dy_tile[..g.channels_out * cols], 1, cols);
+            gemm_into(
+                (rows, g.channels_out, cols),
+                dw,
+                g.channels_out,
+                true,
+                patches,
+                dy_t,
+            );
         }
         if dx.is_some() {
             // tile[rows × cols] = Wᵀ[rows × C_out] · dy_tile[C_out × cols], then col2im.

@@ -375,6 +375,9 @@ pub fn backward(
         .into_par_iter()
         .zip(dx_runs)
         .map(|(run, mut dx_run)| {
+            // This run's ∂W, transposed: [rows × C_out]. GEMMs into it read the im2col tile
+            // row-major and dy column-major, ~2× faster than `dy · tileᵀ` into [C_out × rows]
+            // (gemm 0.19, f32, on this project's CPUs; with AVX-512 ~7×).
             let mut dw = weight_grad.then(|| vec![0.0f32; g.weight_len()]);
             let mut tile = vec![0.0f32; buffer];
             let mut scratch = grid::Scratch::default();
@@ -386,9 +389,16 @@ pub fn backward(
                     .map(|dx_run| &mut dx_run[i * sample_in..(i + 1) * sample_in]);
                 if pointwise {
                     if let Some(dw) = dw.as_mut() {
-                        // dW[C_out × rows] += dy_b[C_out × n] · x_bᵀ[n × rows]
-                        let (dy_op, x_t) = (Operand::new(dy_b, n, 1), Operand::new(x_b, 1, n));
-                        gemm_into((g.channels_out, rows, n), dw, rows, true, dy_op, x_t);
+                        // dWᵀ[rows × C_out] += x_b[rows × n] · dy_bᵀ[n × C_out]
+                        let (x_op, dy_t) = (Operand::new(x_b, n, 1), Operand::new(dy_b, 1, n));
+                        gemm_into(
+                            (rows, g.channels_out, n),
+                            dw,
+                            g.channels_out,
+                            true,
+                            x_op,
+                            dy_t,
+                        );
                     }
                     if let Some(dx_b) = dx_b {
                         let dy_op = Operand::new(dy_b, n, 1);
@@ -407,16 +417,11 @@ pub fn backward(
                     let dy_tile = Operand::new(&dy_b[lines.start * ow..], n, 1);
                     if let Some(dw) = dw.as_mut() {
                         im2col(g, x_b, &lines, &mut tile);
-                        // dW[C_out × rows] += dy_tile[C_out × width] · tileᵀ[width × rows]
-                        let tile_t = Operand::new(&tile[..rows * width], 1, width);
-                        gemm_into(
-                            (g.channels_out, rows, width),
-                            dw,
-                            rows,
-                            true,
-                            dy_tile,
-                            tile_t,
-                        );
+                        // dWᵀ[rows × C_out] += tile[rows × width] · dy_tileᵀ[width × C_out]
+                        let patches = Operand::new(&tile[..rows * width], width, 1);
+                        let dy_t = Operand::new(&dy_b[lines.start * ow..], 1, n);
+                        let shape = (rows, g.channels_out, width);
+                        gemm_into(shape, dw, g.channels_out, true, patches, dy_t);
                     }
                     if let Some(dx_b) = dx_b.as_deref_mut() {
                         // tile[rows × width] = Wᵀ[rows × C_out] · dy_tile[C_out × width]
@@ -437,10 +442,17 @@ pub fn backward(
         })
         .collect();
     let dw = weight_grad.then(|| {
-        let mut total = vec![0.0f32; g.weight_len()];
+        let mut total_t = vec![0.0f32; g.weight_len()];
         for partial in partials.into_iter().flatten() {
-            for (t, p) in total.iter_mut().zip(partial) {
+            for (t, p) in total_t.iter_mut().zip(partial) {
                 *t += p;
+            }
+        }
+        // [rows × C_out] → [C_out × rows]
+        let mut total = vec![0.0f32; g.weight_len()];
+        for (r, row) in total_t.chunks_exact(g.channels_out).enumerate() {
+            for (o, v) in row.iter().enumerate() {
+                total[o * rows + r] = *v;
             }
         }
         total
