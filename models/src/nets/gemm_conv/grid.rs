@@ -96,21 +96,36 @@ fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buffer[..len]
 }
 
-/// Copies one sample `x: [C_in, D, H, W]` into the interior of the zeroed padded grid.
-fn pad_into(g: &ConvGeometry, grid: &Grid, x: &[f32], padded: &mut [f32]) {
-    padded.fill(0.0);
+/// Calls `visit(dense, padded, W)` for every input line: its start in the dense sample
+/// `[C_in, D, H, W]` and in the padded grid.
+fn for_each_interior_line(
+    g: &ConvGeometry,
+    grid: &Grid,
+    mut visit: impl FnMut(usize, usize, usize),
+) {
     let [d, h, w] = g.size;
     let [_, hp, wp] = grid.padded;
     let p = g.padding;
     for c in 0..g.channels_in {
         for z in 0..d {
             for y in 0..h {
-                let src = ((c * d + z) * h + y) * w;
-                let dst = c * grid.volume() + ((z + p) * hp + y + p) * wp + p;
-                padded[dst..dst + w].copy_from_slice(&x[src..src + w]);
+                let dense = ((c * d + z) * h + y) * w;
+                visit(
+                    dense,
+                    c * grid.volume() + ((z + p) * hp + y + p) * wp + p,
+                    w,
+                );
             }
         }
     }
+}
+
+/// Copies one sample `x: [C_in, D, H, W]` into the interior of the zeroed padded grid.
+fn pad_into(g: &ConvGeometry, grid: &Grid, x: &[f32], padded: &mut [f32]) {
+    padded.fill(0.0);
+    for_each_interior_line(g, grid, |dense, pad, w| {
+        padded[pad..pad + w].copy_from_slice(&x[dense..dense + w]);
+    });
 }
 
 /// The im2col tile of grid positions `j0..j0 + width`: row r is the padded input from
@@ -237,17 +252,8 @@ pub fn backward_sample(
         }
     }
     if let Some(dx) = dx {
-        let [d, h, w] = g.size;
-        let [_, hp, wp] = grid.padded;
-        let p = g.padding;
-        for c in 0..g.channels_in {
-            for z in 0..d {
-                for y in 0..h {
-                    let dst = ((c * d + z) * h + y) * w;
-                    let src = c * grid.volume() + ((z + p) * hp + y + p) * wp + p;
-                    dx[dst..dst + w].copy_from_slice(&padded_grad[src..src + w]);
-                }
-            }
-        }
+        for_each_interior_line(g, &grid, |dense, pad, w| {
+            dx[dense..dense + w].copy_from_slice(&padded_grad[pad..pad + w]);
+        });
     }
 }
