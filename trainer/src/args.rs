@@ -135,9 +135,9 @@ pub struct BenchStepsArgs {
 /// Which 3D convolution runs on the CPU backend.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ConvArg {
-    /// im2col + GEMM forward and backward (ot3d's backend extension).
+    /// im2col + GEMM forward and backward, fused leaky ReLU (ot3d's backend extensions).
     Gemm,
-    /// burn 0.22's Flex conv3d and its default backward.
+    /// burn 0.22's Flex conv3d and leaky ReLU with their default backward.
     Burn,
 }
 

@@ -1,11 +1,11 @@
 //! The 3D digit classifier that judges maps: a small 3D CNN `[B, 3, 16, 16, 16]` → ten
 //! logits, whose penultimate features are the embedding FID-3D compares.
 
+use super::leaky_relu;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig3d};
-use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 const SLOPE: f64 = 0.2;

@@ -35,6 +35,19 @@ pub(crate) fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
     }
 }
 
+/// `leaky_relu(x, slope)`: one fused op on the CPU device where the trainer built the kernels
+/// in (feature `gemm-conv`), burn's activation everywhere else.
+pub(crate) fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f64) -> Tensor<D> {
+    #[cfg(feature = "gemm-conv")]
+    {
+        gemm_conv::leaky_relu(x, slope)
+    }
+    #[cfg(not(feature = "gemm-conv"))]
+    {
+        burn::tensor::activation::leaky_relu(x, slope)
+    }
+}
+
 /// Held while a network's initial weights are drawn. burn seeds a backend's RNG globally,
 /// so a network built on another thread between someone's seed and their init would
 /// change those seeded weights: every init in this process, seeded or not, takes this.

@@ -3,12 +3,12 @@
 //! Kaiming (fan-out) initialization, average pooling between stages.
 
 use super::conv3d;
+use super::leaky_relu;
 use super::resample::avg_pool2;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig3d};
-use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 const SLOPE: f64 = 0.2;

@@ -3,12 +3,12 @@
 //! identity (the cheapest map under the quadratic cost).
 
 use super::conv3d;
+use super::leaky_relu;
 use super::resample::upsample_nearest2;
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::PaddingConfig3d;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
-use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 const SLOPE: f64 = 0.2;

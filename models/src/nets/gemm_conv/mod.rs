@@ -1,10 +1,14 @@
 //! The networks' 3D convolutions on burn's CPU backend (Flex) as a backend extension whose
 //! forward and both gradients are im2col + GEMM ([`kernels`]); burn 0.22's own Flex conv3d
 //! runs its weight gradient as a convolution with a 16³ "kernel", the slowest part of a step.
-//! Other devices and dtypes keep burn's `Conv3d::forward`.
+//! Other devices and dtypes keep burn's `Conv3d::forward`. The leaky ReLU between them is
+//! fused the same way ([`leaky_relu()`]).
 
 mod grid;
 pub mod kernels;
+mod leaky_relu;
+
+pub use leaky_relu::leaky_relu;
 
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
@@ -23,13 +27,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Turns the GEMM convolution on or off for the whole process (on by default); off, every
-/// conv is burn's own. For A/B benchmarks and the equivalence tests.
+/// Turns the GEMM convolution and the fused leaky ReLU on or off for the whole process (on by
+/// default); off, every conv and activation is burn's own. For A/B benchmarks.
 pub fn set_enabled(enabled: bool) {
     ENABLED.store(enabled, Ordering::SeqCst);
 }
 
-/// Whether convolutions on the CPU device go through the GEMM kernels.
+/// Whether convolutions (and leaky ReLUs) on the CPU device go through ot3d's kernels.
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::SeqCst)
 }
