@@ -77,7 +77,9 @@ impl Grid {
 /// Grid positions per tile: the im2col tile `[C_in·k³, width]` stays near 512 KiB (measured
 /// against 128 KiB–1 MiB on this CPU: within noise, 512 KiB slightly ahead).
 fn tile_width(g: &ConvGeometry) -> usize {
-    (128 * 1024 / g.channels_in.max(1) / g.kernel.pow(3)).max(64)
+    // A multiple of 16 (one AVX-512 register of f32): gemm then reads the tile in place
+    // instead of packing a copy of it first (gemm-common's `do_pack_lhs`).
+    (128 * 1024 / g.channels_in.max(1) / g.kernel.pow(3)).max(64) / 16 * 16
 }
 
 /// Scratch buffers of one thread, grown on first use.
