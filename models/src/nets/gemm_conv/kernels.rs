@@ -67,6 +67,19 @@ impl ConvGeometry {
         self.stride == 1 && self.size[2] >= 8
     }
 
+    /// The stride-1 convolution whose forward is this one's input gradient (a "full"
+    /// correlation of dy with the flipped kernel): channels swapped, on the output's grid,
+    /// padding k − 1 − p. `None` for strides > 1 and paddings ≥ k.
+    fn input_gradient_geometry(&self) -> Option<ConvGeometry> {
+        (self.stride == 1 && self.padding < self.kernel).then(|| ConvGeometry {
+            channels_in: self.channels_out,
+            channels_out: self.channels_in,
+            size: self.output_size(),
+            padding: self.kernel - 1 - self.padding,
+            ..*self
+        })
+    }
+
     /// A 1×1×1 kernel at stride 1 without padding reads the input as its own im2col matrix.
     fn is_pointwise(&self) -> bool {
         self.kernel == 1 && self.stride == 1 && self.padding == 0
@@ -327,11 +340,29 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     y
 }
 
+/// `W'[ci, co, t] = W[co, ci, k³ − 1 − t]`: the weight of the transposed convolution
+/// (channels swapped, the kernel flipped along all three axes).
+fn flipped_transposed(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
+    let taps = g.kernel.pow(3);
+    let mut flipped = vec![0.0f32; weight.len()];
+    for co in 0..g.channels_out {
+        for ci in 0..g.channels_in {
+            let src = &weight[(co * g.channels_in + ci) * taps..][..taps];
+            let dst = &mut flipped[(ci * g.channels_out + co) * taps..][..taps];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    flipped
+}
+
 /// The gradients of `y = conv(x, weight)` given `dy = ∂L/∂y`: `∂L/∂x` when `input_grad`,
 /// `∂L/∂weight` when `weight_grad` (each `None` when not asked for). The batch is split in
 /// one run of samples per thread; each run accumulates its own weight gradient (per tile, one
 /// GEMM reducing over the tile's output voxels), then the runs' partial sums are added in
-/// order. The input gradient is, per tile, `Wᵀ · dy` and a col2im.
+/// order. The input gradient is, per tile, `Wᵀ · dy` and a col2im; on the grid, the
+/// transposed convolution's forward.
 pub fn backward(
     g: &ConvGeometry,
     x: &[f32],
@@ -343,6 +374,16 @@ pub fn backward(
     assert_eq!(x.len(), g.input_len(), "input length");
     assert_eq!(weight.len(), g.weight_len(), "weight length");
     assert_eq!(dy.len(), g.output_len(), "output gradient length");
+    if input_grad && !g.is_pointwise() && g.on_grid() {
+        // On the grid, ∂x is the forward of the transposed conv on dy: one GEMM of depth
+        // C_out·k³ per tile and an im2col copy, where `Wᵀ · dy` has depth C_out (8–16 here,
+        // so the GEMM mostly loads and stores) and col2im adds every entry back.
+        if let Some(t) = g.input_gradient_geometry() {
+            let dx = forward(&t, dy, &flipped_transposed(g, weight));
+            let (_, dw) = backward(g, x, weight, dy, false, weight_grad);
+            return (Some(dx), dw);
+        }
+    }
     let (rows, n) = (g.patch_rows(), g.output_voxels());
     let ow = g.output_size()[2];
     let sample_in = g.channels_in * g.input_voxels();
@@ -536,6 +577,9 @@ mod tests {
             g(2, 2, 3, [4, 5, 9], 3, 1, 1),
             g(1, 2, 2, [3, 4, 8], 3, 1, 0),
             g(2, 1, 2, [5, 5, 8], 5, 1, 2),
+            // Padding ≥ kernel: the grid's own col2im input gradient.
+            g(2, 2, 3, [3, 3, 8], 1, 1, 1),
+            g(1, 2, 2, [2, 3, 8], 3, 1, 3),
         ]
     }
 
@@ -544,6 +588,18 @@ mod tests {
         let on_grid = geometries().iter().filter(|g| g.on_grid()).count();
         let pointwise = geometries().iter().filter(|g| g.is_pointwise()).count();
         assert!(on_grid >= 3, "{on_grid} geometries on the grid");
+        let transposed = geometries()
+            .iter()
+            .filter(|g| g.on_grid() && g.input_gradient_geometry().is_some())
+            .count();
+        assert!(
+            transposed >= 2,
+            "{transposed} input gradients as transposed convs"
+        );
+        assert!(
+            on_grid - transposed >= 2,
+            "too few col2im input gradients on the grid"
+        );
         assert!(
             geometries().len() - on_grid - pointwise >= 3,
             "too few on the line path"

@@ -31,6 +31,8 @@ fn geometries() -> Vec<(Conv3d, [usize; 5])> {
         (conv([5, 2], 3, 2, 1, false), [2, 5, 5, 6, 3]),
         (conv([4, 3], 1, 1, 0, false), [2, 4, 4, 4, 4]),
         (conv([2, 3], 1, 1, 0, true), [1, 2, 3, 2, 5]),
+        // Lines of ≥ 8 voxels: the padded grid, ∂x as the transposed conv.
+        (conv([3, 4], 3, 1, 1, true), [2, 3, 4, 5, 9]),
     ]
 }
 
