@@ -697,6 +697,11 @@ pub struct TrainArgs {
     /// a 2400-step warm start [default: none].
     #[arg(long)]
     warm_start_restart_after: Vec<u64>,
+    /// Warm start: keep the regression onto the same exact-OT pairs in every NOT T-step with
+    /// this weight λ (L_T + λ‖T(x) − y‖²/D, x and y from the pairs), so NOT sharpens the
+    /// regressed map instead of undoing it; 0 = plain NOT [default: the preset's, else 0].
+    #[arg(long)]
+    warm_start_anchor: Option<f64>,
     /// Adam β1 of both networks (0 is common for such min-max games) [default: the preset's].
     #[arg(long)]
     beta_1: Option<f32>,
@@ -793,7 +798,15 @@ impl TrainArgs {
             } else {
                 self.warm_start_restart_after.clone()
             },
+            anchor: self
+                .warm_start_anchor
+                .unwrap_or(preset_warm.as_ref().map_or(0.0, |w| w.anchor)),
         });
+        if self.warm_start_anchor.is_some_and(|a| a != 0.0) && config.warm_start.is_none() {
+            anyhow::bail!(
+                "--warm-start-anchor needs a warm start (its pairs): give --warm-start-steps N > 0"
+            );
+        }
         config.stack_on = self.stack_on.clone();
         config.target_weight = self.target_weight;
         config

@@ -153,8 +153,34 @@ fn a_corrupt_byte_is_caught_and_named() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["train", "--noise-draws", "3"], "--weak-gamma"),
+        (
+            &["train", "--warm-start-anchor=-1", "--dry-run"],
+            "warm start anchor must be a number >= 0",
+        ),
+        (
+            &[
+                "train",
+                "--warm-start-steps",
+                "0",
+                "--warm-start-anchor",
+                "1",
+                "--dry-run",
+            ],
+            "--warm-start-anchor needs a warm start",
+        ),
+        (
+            &[
+                "train",
+                "--weak-gamma",
+                "0.5",
+                "--warm-start-anchor",
+                "1",
+                "--dry-run",
+            ],
+            "anchor needs the strong cost",
+        ),
         (
             &["train", "--w", "0.5", "--dry-run"],
             "target weight w must be in [1, 16]",
@@ -397,6 +423,12 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
             &cpu["nets"]["t_width"]
         ),
         (&0.01.into(), &1800.into(), &4.into())
+    );
+    let anchored = dry_run_config(&["--data-dir", dir, "--warm-start-anchor", "0.5"]);
+    assert_eq!(anchored["warm_start"]["anchor"], 0.5);
+    assert!(
+        cpu["warm_start"].get("anchor").is_none(),
+        "no anchor is not written"
     );
     let cycled = dry_run_config(&["--data-dir", dir, "--warm-start-cycles", "3"]);
     assert_eq!(cycled["warm_start"]["cycles"], 3);

@@ -160,7 +160,17 @@ fn assert_resume_is_exact(config: &TrainConfig) {
         read_log(dir)
             .unwrap()
             .into_iter()
-            .map(|r| (r.step, r.l_f, r.l_t, r.cost, r.gamma, r.spread))
+            .map(|r| {
+                (
+                    r.step,
+                    r.l_f,
+                    r.l_t,
+                    r.cost,
+                    r.gamma,
+                    r.spread,
+                    r.anchor_fit,
+                )
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(losses(straight.path()), losses(split.path()));
@@ -443,6 +453,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         f_steps: 2,
         cycles: 1,
         restart_after: vec![],
+        anchor: 0.0,
     });
     let dir = tempfile::tempdir().unwrap();
     let plain = tempfile::tempdir().unwrap();
@@ -494,6 +505,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             f_steps: 0,
             cycles: 1,
             restart_after: vec![],
+            anchor: 0.0,
         }),
         ..config.clone()
     };
@@ -509,6 +521,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             f_steps: 0,
             cycles,
             restart_after: vec![],
+            anchor: 0.0,
         });
         c
     };
@@ -737,6 +750,7 @@ fn incomplete_transport_pairs_with_nearer_targets_and_trains_with_w() {
             f_steps: 1,
             cycles: 1,
             restart_after: vec![],
+            anchor: 0.0,
         }),
         ..config.clone()
     };
@@ -916,6 +930,7 @@ fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
         f_steps: 0,
         cycles: 1,
         restart_after: vec![],
+        anchor: 0.0,
     });
     let weak = TrainConfig {
         nets: NetsConfig {
@@ -979,5 +994,46 @@ fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
     assert_eq!(
         drawn,
         map_draws(&t, &manifest, &inputs, 2, 5, &device).unwrap()
+    );
+}
+
+#[test]
+fn anchored_not_trains_on_the_pairs_logs_their_fit_and_resumes_exactly() {
+    use ot3d_trainer::training::config::WarmStart;
+    let Some(mut config) = tiny(4) else { return };
+    config.warm_start = Some(WarmStart {
+        pairs_per_color: 4,
+        steps: 3,
+        lr: 1e-2,
+        f_steps: 0,
+        cycles: 1,
+        restart_after: vec![],
+        anchor: 1.0,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    run(&config, dir.path(), Start::New).unwrap();
+    let log = read_log(dir.path()).unwrap();
+    assert_eq!(log.len(), 4);
+    for record in &log {
+        let fit = record.anchor_fit.expect("every anchored step logs its fit");
+        assert!(fit.is_finite() && fit > 0.0, "step {}: {fit}", record.step);
+    }
+    // The config keeps the anchor; a resumed run solves the same pairs again and draws the
+    // same batches from them.
+    assert_eq!(
+        read_config(dir.path()).unwrap().warm_start.unwrap().anchor,
+        1.0
+    );
+    assert_resume_is_exact(&config);
+
+    // Without the anchor no fit is logged.
+    config.warm_start.as_mut().unwrap().anchor = 0.0;
+    let plain = tempfile::tempdir().unwrap();
+    run(&config, plain.path(), Start::New).unwrap();
+    assert!(
+        read_log(plain.path())
+            .unwrap()
+            .iter()
+            .all(|r| r.anchor_fit.is_none())
     );
 }

@@ -613,6 +613,7 @@ mod tests {
                 seconds: 1.0,
                 gamma: None,
                 spread: None,
+                anchor_fit: None,
             })
             .collect();
         let image = loss_figure(&log, None);

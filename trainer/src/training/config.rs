@@ -143,6 +143,16 @@ pub struct WarmStart {
     /// once the regression has converged), beside the cycles' own restarts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restart_after: Vec<u64>,
+    /// Weight λ of the pairs' regression term λ‖T(x) − y‖²/D kept in every NOT T-step,
+    /// on batches of the same exact-OT pairs (NOT anchored to the pairing, as L1 anchors an
+    /// adversarial loss in image-to-image translation); 0 (left out of the JSON) = plain
+    /// NOT after the warm start.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub anchor: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 fn one_cycle() -> u64 {
@@ -250,6 +260,7 @@ impl TrainConfig {
                     f_steps: 0,
                     cycles: 1,
                     restart_after: Vec::new(),
+                    anchor: 0.0,
                 }),
                 ..reference
             },
@@ -340,6 +351,19 @@ impl TrainConfig {
                     "warm start needs steps > 0 and a positive learning rate, got {} steps at {}",
                     warm.steps, warm.lr
                 ));
+            }
+            if !(warm.anchor.is_finite() && warm.anchor >= 0.0) {
+                return Err(format!(
+                    "warm start anchor must be a number >= 0, got {}",
+                    warm.anchor
+                ));
+            }
+            if warm.anchor > 0.0 && self.weak.is_some() {
+                return Err(
+                    "warm start anchor needs the strong cost: a stochastic map has a plan, \
+                     not one target per source (drop --warm-start-anchor or --weak-gamma)"
+                        .into(),
+                );
             }
             if warm.cycles == 0 || warm.cycles > warm.steps {
                 return Err(format!(

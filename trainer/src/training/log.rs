@@ -25,6 +25,9 @@ pub struct StepRecord {
     /// Weak cost only: last T-step's spread, mean ‖T(x,z) − mean_z T(x,z)‖²/D.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spread: Option<f64>,
+    /// Anchored NOT only: last T-step's regression term ‖T(x) − y‖²/D on the OT pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_fit: Option<f64>,
 }
 
 pub struct LossLog {

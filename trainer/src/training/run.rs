@@ -6,8 +6,8 @@ use super::config::{NetsConfig, TrainConfig};
 use super::log::{LossLog, StepRecord};
 use super::losses::{repeat_draws, transport_loss, weak_cost_terms};
 use super::sampler::{BatchSampler, noise_batch};
-use super::steps::{f_step, score, t_step};
-use super::warm_start::{potential_warm_up, warm_start};
+use super::steps::{anchored_t_step, f_step, score, t_step};
+use super::warm_start::{ot_pairs, potential_warm_up, warm_start};
 use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
 use crate::digits::{ClassDigits, DigitsError};
@@ -287,8 +287,9 @@ pub fn train(
     // Transfer learning runs the warm start too, from the transferred T: regressing onto
     // the new data's OT pairs is the fast part of adapting a map (--warm-start-steps 0
     // skips it).
+    let mut anchor_pairs = None;
     if let (Start::New | Start::InitFrom(_), Some(settings)) = (&start, &config.warm_start) {
-        let (t, mut report) = warm_start(
+        let (t, mut report, pairs) = warm_start(
             state.t,
             source.digits(),
             source.stack(),
@@ -303,6 +304,7 @@ pub fn train(
             &bar,
         )?;
         state.t = t;
+        anchor_pairs = pairs.filter(|_| settings.anchor > 0.0);
         if settings.f_steps > 0 {
             // Its own stream, so the NOT steps draw the same batches with or without it.
             let mut f_rng = SeedRng::new(config.seed ^ 0x0066_7761_726d);
@@ -336,6 +338,25 @@ pub fn train(
         bar.set_length(config.steps);
     }
     bar.set_position(state.state.step);
+    let anchor = config.warm_start.as_ref().map_or(0.0, |w| w.anchor);
+    if anchor > 0.0 && anchor_pairs.is_none() {
+        // A resumed anchored run: the same pairs again (the assignment is deterministic).
+        let settings = config
+            .warm_start
+            .as_ref()
+            .expect("an anchor has a warm start");
+        bar.set_message("anchored NOT: exact OT pairs");
+        anchor_pairs = Some(ot_pairs(
+            source.digits(),
+            source.stack(),
+            target.digits(),
+            config.data.voxel(),
+            settings.pairs_per_color,
+            config.target_weight,
+            config.seed,
+            &device,
+        )?);
+    }
 
     while state.state.step < config.steps {
         let started = Instant::now();
@@ -373,8 +394,25 @@ pub fn train(
         // f is fixed during T-steps: without its weights' gradients, backward computes only
         // what T needs (the gradient through f's input).
         let f_fixed = state.f.clone().no_grad();
-        let (mut l_t, mut cost, mut spread) = (0.0, 0.0, None);
+        let (mut l_t, mut cost, mut spread, mut anchor_fit) = (0.0, 0.0, None, None);
         for _ in 0..config.t_steps {
+            if let Some(pairs) = &anchor_pairs {
+                let (x, y) = pairs.batch(config.batch_size, &mut rng, &device);
+                let fit;
+                (state.t, l_t, cost, fit) = anchored_t_step(
+                    state.t,
+                    &f_fixed,
+                    &mut state.opt_t,
+                    config.lr_t,
+                    x,
+                    y,
+                    anchor,
+                    config.target_weight,
+                );
+                anchor_fit = Some(fit);
+                check(step, "L_T", l_t, config, run)?;
+                continue;
+            }
             let x = source.batch(config.batch_size, &mut rng, &device)?;
             match &config.weak {
                 None => {
@@ -427,6 +465,7 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
             gamma,
             spread,
+            anchor_fit,
         };
         log.append(&record).map_err(io(log.path()))?;
         bar.set_message(format!("L_f {l_f:+.4} L_T {l_t:+.4} cost {cost:.5}"));

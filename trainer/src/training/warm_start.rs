@@ -340,6 +340,27 @@ enum Fit<'a> {
 }
 
 /// A batch of `batch_size` random OT pairs, and its regression loss ‖T(x) − y‖²/D.
+impl Pairs {
+    /// `batch_size` pairs drawn uniformly (with replacement): sources and targets as
+    /// `[B, 3, 16, 16, 16]` tensors.
+    pub fn batch(
+        &self,
+        batch_size: usize,
+        rng: &mut SeedRng,
+        device: &Device,
+    ) -> (Tensor<5>, Tensor<5>) {
+        let n = self.len();
+        let mut xs = Vec::with_capacity(batch_size * GRID_LEN);
+        let mut ys = Vec::with_capacity(batch_size * GRID_LEN);
+        for _ in 0..batch_size {
+            let i = rng.below(n as u64) as usize;
+            xs.extend_from_slice(&self.sources[i * GRID_LEN..(i + 1) * GRID_LEN]);
+            ys.extend_from_slice(&self.targets[i * GRID_LEN..(i + 1) * GRID_LEN]);
+        }
+        (grids_tensor(xs, device), grids_tensor(ys, device))
+    }
+}
+
 fn pairs_loss(
     t: &TransportMap,
     pairs: &Pairs,
@@ -347,16 +368,7 @@ fn pairs_loss(
     rng: &mut SeedRng,
     device: &Device,
 ) -> Tensor<1> {
-    let n = pairs.len();
-    let mut xs = Vec::with_capacity(batch_size * GRID_LEN);
-    let mut ys = Vec::with_capacity(batch_size * GRID_LEN);
-    for _ in 0..batch_size {
-        let i = rng.below(n as u64) as usize;
-        xs.extend_from_slice(&pairs.sources[i * GRID_LEN..(i + 1) * GRID_LEN]);
-        ys.extend_from_slice(&pairs.targets[i * GRID_LEN..(i + 1) * GRID_LEN]);
-    }
-    let x = grids_tensor(xs, device);
-    let y = grids_tensor(ys, device);
+    let (x, y) = pairs.batch(batch_size, rng, device);
     (t.forward(x, None) - y).powi_scalar(2).mean()
 }
 
@@ -436,8 +448,9 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(p, q)| f64::from(p - q).powi(2)).sum()
 }
 
-/// Regresses `t` onto the OT pairs of `settings` with Adam; returns the trained map. With
-/// `weak` (a stochastic map) it fits T(x, ·) to the discrete weak-OT plan for γ instead.
+/// Regresses `t` onto the OT pairs of `settings` with Adam; returns the trained map, the
+/// report and the pairs (for anchored NOT). With `weak` (a stochastic map) it fits T(x, ·)
+/// to the discrete weak-OT plan for γ instead, and returns no pairs.
 #[allow(clippy::too_many_arguments)]
 pub fn warm_start(
     t: TransportMap,
@@ -452,7 +465,7 @@ pub fn warm_start(
     seed: u64,
     device: &Device,
     bar: &ProgressBar,
-) -> Result<(TransportMap, WarmStartReport), VoxelError> {
+) -> Result<(TransportMap, WarmStartReport, Option<Pairs>), VoxelError> {
     let started = std::time::Instant::now();
     let per_block = settings.pairs_per_color;
     let fit = match weak.filter(|_| t.noise_channels() > 0) {
@@ -533,7 +546,11 @@ pub fn warm_start(
         potential_losses: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    Ok((t, report))
+    let pairs = match fit {
+        Fit::Pairs(pairs) => Some(pairs),
+        Fit::Weak(..) => None,
+    };
+    Ok((t, report, pairs))
 }
 
 /// Trains `f` alone for `steps` batches against the fixed `t` (L_f = mean f(T(x)) −
