@@ -37,6 +37,19 @@ fn tiny(steps: u64) -> Option<TrainConfig> {
 /// draws and the exact-resume tests would flake. A CLI process trains one run.
 static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A warm start small enough for tests: 4 pairs per color, 3 regression steps.
+fn small_warm_start() -> ot3d_trainer::training::config::WarmStart {
+    ot3d_trainer::training::config::WarmStart {
+        pairs_per_color: 4,
+        steps: 3,
+        lr: 1e-2,
+        f_steps: 0,
+        cycles: 1,
+        restart_after: vec![],
+        anchor: 0.0,
+    }
+}
+
 fn run(config: &TrainConfig, dir: &Path, start: Start) -> Result<Finish, TrainError> {
     let _one = ONE_RUN_AT_A_TIME
         .lock()
@@ -500,12 +513,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
     let bad = TrainConfig {
         warm_start: Some(WarmStart {
             pairs_per_color: 1,
-            steps: 3,
-            lr: 1e-2,
-            f_steps: 0,
-            cycles: 1,
-            restart_after: vec![],
-            anchor: 0.0,
+            ..small_warm_start()
         }),
         ..config.clone()
     };
@@ -878,7 +886,6 @@ fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
     use ot3d_trainer::digits::ClassDigits;
     use ot3d_trainer::export::{PrecisionChoice, export};
     use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, map_draws, split_pairs};
-    use ot3d_trainer::training::config::WarmStart;
     use ot3d_trainer::training::run::WARM_START_FILE;
     use ot3d_trainer::training::warm_start::{WarmStartReport, weak_ot_pairs};
 
@@ -923,15 +930,7 @@ fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
     // A stochastic run's warm start regresses T(x, z) onto the plan, draws matched to
     // targets; its report names the plan, and the draws of z come apart.
     let mut strong = config.clone();
-    strong.warm_start = Some(WarmStart {
-        pairs_per_color: 4,
-        steps: 3,
-        lr: 1e-2,
-        f_steps: 0,
-        cycles: 1,
-        restart_after: vec![],
-        anchor: 0.0,
-    });
+    strong.warm_start = Some(small_warm_start());
     let weak = TrainConfig {
         nets: NetsConfig {
             t_noise_channels: 1,
@@ -1002,13 +1001,8 @@ fn anchored_not_trains_on_the_pairs_logs_their_fit_and_resumes_exactly() {
     use ot3d_trainer::training::config::WarmStart;
     let Some(mut config) = tiny(4) else { return };
     config.warm_start = Some(WarmStart {
-        pairs_per_color: 4,
-        steps: 3,
-        lr: 1e-2,
-        f_steps: 0,
-        cycles: 1,
-        restart_after: vec![],
         anchor: 1.0,
+        ..small_warm_start()
     });
     let dir = tempfile::tempdir().unwrap();
     run(&config, dir.path(), Start::New).unwrap();
