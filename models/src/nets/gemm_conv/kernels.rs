@@ -374,6 +374,9 @@ pub fn backward(
     assert_eq!(x.len(), g.input_len(), "input length");
     assert_eq!(weight.len(), g.weight_len(), "weight length");
     assert_eq!(dy.len(), g.output_len(), "output gradient length");
+    if !input_grad && !weight_grad {
+        return (None, None);
+    }
     if input_grad && !g.is_pointwise() && g.on_grid() {
         // On the grid, ∂x is the forward of the transposed conv on dy: one GEMM of depth
         // C_out·k³ per tile and an im2col copy, where `Wᵀ · dy` has depth C_out (8–16 here,

@@ -11,8 +11,10 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ActivationOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
+
+use super::{f32_slice, flex_tensor, kernels_run_on};
 
 /// Elements per parallel chunk of the backward pass.
 const CHUNK: usize = 1 << 16;
@@ -44,11 +46,6 @@ pub(crate) fn leaky_relu_backward(y: &[f32], dy: &[f32], slope: f32) -> Vec<f32>
     dx
 }
 
-fn f32_slice(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("fused_leaky_relu: a contiguous f32 tensor")
-}
-
 #[derive(Debug)]
 struct LeakyReluBackward;
 
@@ -69,8 +66,7 @@ impl Backward<Flex, 1> for LeakyReluBackward {
         let Some(node) = node_x else { return };
         let y = y.to_contiguous();
         let dx = leaky_relu_backward(f32_slice(&y), f32_slice(&dy), slope as f32);
-        let shape = y.shape().to_vec();
-        grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+        grads.register::<Flex>(node.id, flex_tensor(dx, y.shape().to_vec()));
     }
 }
 
@@ -95,10 +91,7 @@ impl<C: CheckpointStrategy> LeakyReluBackend for Autodiff<Flex, C> {
 /// Whether the fused op runs on `x` (its backward reads the signs from the output, so it
 /// needs a positive slope).
 fn runs_here<const D: usize>(x: &Tensor<D>, slope: f64) -> bool {
-    slope > 0.0
-        && super::enabled()
-        && x.dtype() == DType::F32
-        && x.device().inner() == Device::flex()
+    slope > 0.0 && kernels_run_on(x)
 }
 
 /// `burn::tensor::activation::leaky_relu(x, slope)`, as one fused op with a one-pass
@@ -117,7 +110,7 @@ pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f64) -> Tensor<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Device, Distribution, TensorData};
 
     /// Normal values with exact zeros (both signs) in them: the branch point.
     fn input(shape: [usize; 5]) -> Tensor<5> {

@@ -76,7 +76,7 @@ fn geometry(x: &[usize], weight: &[usize], stride: usize, padding: usize) -> Con
 
 fn f32_slice(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
-        .expect("gemm_conv3d: a contiguous f32 tensor")
+        .expect("ot3d's CPU kernels: a contiguous f32 tensor")
 }
 
 fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
@@ -182,8 +182,12 @@ fn uniform_geometry(conv: &Conv3d) -> Option<(usize, usize)> {
 /// The stride and padding the GEMM kernels would run `conv` on `x` with; `None` where burn's
 /// conv3d runs it (turned off, another device or dtype, a geometry they do not cover).
 fn gemm_geometry(conv: &Conv3d, x: &Tensor<5>) -> Option<(usize, usize)> {
-    let runs_here = enabled() && x.dtype() == DType::F32 && x.device().inner() == Device::flex();
-    uniform_geometry(conv).filter(|_| runs_here)
+    uniform_geometry(conv).filter(|_| kernels_run_on(x))
+}
+
+/// Whether ot3d's kernels take `x`: they are on, and `x` is f32 on the CPU device.
+fn kernels_run_on<const D: usize>(x: &Tensor<D>) -> bool {
+    enabled() && x.dtype() == DType::F32 && x.device().inner() == Device::flex()
 }
 
 /// `conv.forward(x)`, through the GEMM kernels when `x` is an f32 tensor on the CPU device
