@@ -1,7 +1,8 @@
 //! Picking the device a run computes on: burn's CPU backend always, GPUs where the binary
 //! was built with their feature.
 
-use burn::tensor::Device;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
 use ot3d_models::nets::init_guard;
 
 /// A compute backend by name.
@@ -47,11 +48,25 @@ pub fn device(backend: Backend) -> Result<Device, String> {
 }
 
 /// Runs `init` (which draws initial weights on `device`) right after seeding it with
-/// `seed`, with no other init in between (see [`init_guard`]).
-pub fn with_seed<T>(device: &Device, seed: u64, init: impl FnOnce() -> T) -> T {
+/// `seed`, with no other init in between (see [`init_guard`]). burn draws a parameter's
+/// initial value lazily, on its first use, so every parameter is read here, inside the
+/// guard: otherwise the draws would happen later, from whatever state the device's RNG is
+/// in then (another thread's seed or draws), and the weights would not follow from `seed`.
+pub fn with_seed<M: Module>(device: &Device, seed: u64, init: impl FnOnce() -> M) -> M {
     let _guard = init_guard();
     device.seed(seed);
-    init()
+    let module = init();
+    module.visit(&mut Materialize);
+    module
+}
+
+/// Reads every float parameter, which makes burn draw the lazily initialized ones now.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
 }
 
 /// Runs `init` (networks whose weights are about to be overwritten) under [`init_guard`],
