@@ -702,6 +702,11 @@ pub struct TrainArgs {
     /// regressed map instead of undoing it; 0 = plain NOT [default: the preset's, else 0].
     #[arg(long)]
     warm_start_anchor: Option<f64>,
+    /// Warm start: keep an exponential moving average of T's weights with this decay
+    /// (e.g. 0.999) and continue from it instead of the last step's weights; 0 = off
+    /// [default: the preset's, else 0].
+    #[arg(long, value_name = "DECAY")]
+    warm_start_average: Option<f64>,
     /// Adam β1 of both networks (0 is common for such min-max games) [default: the preset's].
     #[arg(long)]
     beta_1: Option<f32>,
@@ -801,7 +806,16 @@ impl TrainArgs {
             anchor: self
                 .warm_start_anchor
                 .unwrap_or(preset_warm.as_ref().map_or(0.0, |w| w.anchor)),
+            average: self
+                .warm_start_average
+                .unwrap_or(preset_warm.as_ref().map_or(0.0, |w| w.average)),
         });
+        if self.warm_start_average.is_some() && config.warm_start.is_none() {
+            anyhow::bail!(
+                "--warm-start-average averages the warm start's regression: give \
+                 --warm-start-steps N > 0"
+            );
+        }
         if self.warm_start_anchor.is_some_and(|a| a != 0.0) && config.warm_start.is_none() {
             anyhow::bail!(
                 "--warm-start-anchor needs a warm start (its pairs): give --warm-start-steps N > 0"

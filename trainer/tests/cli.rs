@@ -153,8 +153,23 @@ fn a_corrupt_byte_is_caught_and_named() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 16] = [
+        (
+            &["train", "--warm-start-average", "1", "--dry-run"],
+            "weight average decay must be in [0, 1)",
+        ),
         (&["train", "--noise-draws", "3"], "--weak-gamma"),
+        (
+            &[
+                "train",
+                "--warm-start-steps",
+                "0",
+                "--warm-start-average",
+                "0.9",
+                "--dry-run",
+            ],
+            "--warm-start-average averages the warm start's regression",
+        ),
         (
             &["train", "--warm-start-anchor=-1", "--dry-run"],
             "warm start anchor must be a number >= 0",
@@ -429,6 +444,12 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     assert!(
         cpu["warm_start"].get("anchor").is_none(),
         "no anchor is not written"
+    );
+    let averaged = dry_run_config(&["--data-dir", dir, "--warm-start-average", "0.999"]);
+    assert_eq!(averaged["warm_start"]["average"], 0.999);
+    assert!(
+        cpu["warm_start"].get("average").is_none(),
+        "no average is not written"
     );
     let cycled = dry_run_config(&["--data-dir", dir, "--warm-start-cycles", "3"]);
     assert_eq!(cycled["warm_start"]["cycles"], 3);

@@ -47,6 +47,7 @@ fn small_warm_start() -> ot3d_trainer::training::config::WarmStart {
         cycles: 1,
         restart_after: vec![],
         anchor: 0.0,
+        average: 0.0,
     }
 }
 
@@ -467,6 +468,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         cycles: 1,
         restart_after: vec![],
         anchor: 0.0,
+        average: 0.0,
     });
     let dir = tempfile::tempdir().unwrap();
     let plain = tempfile::tempdir().unwrap();
@@ -530,6 +532,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             cycles,
             restart_after: vec![],
             anchor: 0.0,
+            average: 0.0,
         });
         c
     };
@@ -759,6 +762,7 @@ fn incomplete_transport_pairs_with_nearer_targets_and_trains_with_w() {
             cycles: 1,
             restart_after: vec![],
             anchor: 0.0,
+            average: 0.0,
         }),
         ..config.clone()
     };
@@ -1106,4 +1110,46 @@ fn the_anchor_term_is_added_to_the_not_loss() {
         .into_scalar::<f32>() as f64;
     assert!(after < fit_before, "{after} vs {fit_before}");
     assert_ne!(outputs(&anchored), outputs(&zero));
+}
+
+/// `average: d` hands NOT (and a warm-start-only run's checkpoint) the moving average of
+/// T's regression iterates: a decay near 0 is the last iterate, 0.9 is not. NOT's own steps
+/// barely move the weights here (learning rates 1e-30), so the checkpoint shows the warm
+/// start's T.
+#[test]
+fn a_weight_averaged_warm_start_continues_from_the_average() {
+    use ot3d_trainer::training::config::WarmStart;
+
+    let Some(mut config) = tiny(1) else { return };
+    config.lr_t = 1e-30;
+    config.lr_f = 1e-30;
+    let mut t_weights = |average: f64| {
+        config.warm_start = Some(WarmStart {
+            steps: 6,
+            average,
+            ..small_warm_start()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        run(&config, dir.path(), Start::New).unwrap();
+        assert_eq!(
+            read_config(dir.path()).unwrap().warm_start.unwrap().average,
+            average
+        );
+        let (t, _, _) = load_latest_nets(dir.path(), &config.nets, &Device::flex()).unwrap();
+        let mut values = Vec::new();
+        t.visit(&mut Collect(&mut values));
+        values
+    };
+    let farthest = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max)
+    };
+    let last = t_weights(0.0);
+    assert!(farthest(&last, &t_weights(1e-9)) < 1e-6);
+    let averaged = t_weights(0.9);
+    assert!(averaged.iter().all(|v| v.is_finite()));
+    assert!(farthest(&last, &averaged) > 1e-4);
 }

@@ -149,6 +149,11 @@ pub struct WarmStart {
     /// NOT after the warm start.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub anchor: f64,
+    /// Decay d of an exponential moving average of T's weights over the regression (d in
+    /// [0, 1), warmed up over the first steps); NOT starts from, and a warm-start-only run
+    /// ships, the average. 0 (left out of the JSON) = the last iterate.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub average: f64,
 }
 
 fn is_zero(value: &f64) -> bool {
@@ -261,6 +266,7 @@ impl TrainConfig {
                     cycles: 1,
                     restart_after: Vec::new(),
                     anchor: 0.0,
+                    average: 0.0,
                 }),
                 ..reference
             },
@@ -364,6 +370,13 @@ impl TrainConfig {
                      not one target per source (drop --warm-start-anchor or --weak-gamma)"
                         .into(),
                 );
+            }
+            if !(0.0..1.0).contains(&warm.average) {
+                return Err(format!(
+                    "warm start weight average decay must be in [0, 1) (0 = off; 0.999 \
+                     averages over ~1000 steps), got {}",
+                    warm.average
+                ));
             }
             if warm.cycles == 0 || warm.cycles > warm.steps {
                 return Err(format!(

@@ -1,5 +1,6 @@
 //! NOT training: config, batches, losses, checkpoints and the loop.
 
+pub mod average;
 pub mod checkpoint;
 pub mod config;
 pub mod log;

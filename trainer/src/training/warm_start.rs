@@ -5,6 +5,7 @@
 //! With target weight w > 1 the assignment is incomplete transport: n sources onto w·n
 //! targets, each taking at most one, so the sources go to their nearest 1/w of the targets.
 
+use super::average::ParamAverage;
 use super::config::{WarmStart, WeakCost};
 use super::losses::draw_spread;
 use super::sampler::noise_batch;
@@ -495,6 +496,7 @@ pub fn warm_start(
     bar.set_length(settings.steps);
     bar.set_position(0);
     let cycle_length = settings.steps.div_ceil(settings.cycles.max(1));
+    let mut average = (settings.average > 0.0).then(|| ParamAverage::new(&t, settings.average));
     for step in 1..=settings.steps {
         let restart =
             (step - 1) % cycle_length == 0 || settings.restart_after.contains(&(step - 1));
@@ -512,10 +514,16 @@ pub fn warm_start(
         let value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &t);
         t = optimizer.step(settings.lr, t, grads);
+        if let Some(average) = &mut average {
+            average.update(&t);
+        }
         push_recent(&mut recent, value);
         regression_losses.push(value);
         bar.set_message(format!("warm start: ‖T(x) − y‖²/D {value:.5}"));
         bar.set_position(step);
+    }
+    if let Some(average) = average {
+        t = average.apply(t);
     }
     let mean = |v: &VecDeque<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let (pairs, pair_ot_cost, pair_random_cost, weak_plan) = match &fit {
