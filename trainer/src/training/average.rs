@@ -162,7 +162,10 @@ mod tests {
         let averaged = average.apply(linear.clone());
         assert!(averaged.weight.val().is_require_grad());
         assert!(averaged.weight.val().is_autodiff());
-        assert!(!average.values[0].is_autodiff(), "the average is kept off the graph");
+        assert!(
+            !average.values[0].is_autodiff(),
+            "the average is kept off the graph"
+        );
         assert_eq!(weights(&averaged), weights(&linear));
     }
 }
