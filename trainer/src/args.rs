@@ -6,7 +6,9 @@ use ot3d_models::mnist::Split;
 use ot3d_models::nets::NoiseLayout;
 use ot3d_models::voxel::{Coloring, DigitColor, Flavor, KaggleStyleConfig, VoxelConfig};
 use ot3d_trainer::mnist_dir::DEFAULT_MNIST_DIR;
-use ot3d_trainer::training::config::{DataSource, Preset, TrainConfig, WarmStart, WeakCost};
+use ot3d_trainer::training::config::{
+    AnchorDecay, DataSource, Preset, TrainConfig, WarmStart, WeakCost,
+};
 use std::path::PathBuf;
 
 /// Neural Optimal Transport on colored 3D MNIST digits.
@@ -702,6 +704,11 @@ pub struct TrainArgs {
     /// regressed map instead of undoing it; 0 = plain NOT [default: the preset's, else 0].
     #[arg(long)]
     warm_start_anchor: Option<f64>,
+    /// Warm start: decay the anchor's λ geometrically to this weight at the last outer step
+    /// (e.g. 100 → 1 over --steps), so the pairing holds T while the potential learns and
+    /// lets go later [default: the preset's, else λ constant].
+    #[arg(long, value_name = "LAMBDA")]
+    warm_start_anchor_final: Option<f64>,
     /// Warm start: keep an exponential moving average of T's weights with this decay
     /// (e.g. 0.999) and continue from it instead of the last step's weights; 0 = off
     /// [default: the preset's, else 0].
@@ -806,6 +813,13 @@ impl TrainArgs {
             anchor: self
                 .warm_start_anchor
                 .unwrap_or(preset_warm.as_ref().map_or(0.0, |w| w.anchor)),
+            anchor_decay: match self.warm_start_anchor_final {
+                Some(to) => Some(AnchorDecay {
+                    to,
+                    over_steps: config.steps,
+                }),
+                None => preset_warm.as_ref().and_then(|w| w.anchor_decay.clone()),
+            },
             average: self
                 .warm_start_average
                 .unwrap_or(preset_warm.as_ref().map_or(0.0, |w| w.average)),
@@ -819,6 +833,14 @@ impl TrainArgs {
         if self.warm_start_anchor.is_some_and(|a| a != 0.0) && config.warm_start.is_none() {
             anyhow::bail!(
                 "--warm-start-anchor needs a warm start (its pairs): give --warm-start-steps N > 0"
+            );
+        }
+        if self.warm_start_anchor_final.is_some()
+            && config.warm_start.as_ref().is_none_or(|w| w.anchor == 0.0)
+        {
+            anyhow::bail!(
+                "--warm-start-anchor-final decays the anchor: give --warm-start-anchor λ > 0 \
+                 (and --warm-start-steps N > 0)"
             );
         }
         config.stack_on = self.stack_on.clone();

@@ -153,7 +153,22 @@ fn a_corrupt_byte_is_caught_and_named() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
-    let cases: [(&[&str], &str); 16] = [
+    let cases: [(&[&str], &str); 18] = [
+        (
+            &["train", "--warm-start-anchor-final", "1", "--dry-run"],
+            "--warm-start-anchor-final decays the anchor: give --warm-start-anchor",
+        ),
+        (
+            &[
+                "train",
+                "--warm-start-anchor",
+                "10",
+                "--warm-start-anchor-final",
+                "20",
+                "--dry-run",
+            ],
+            "anchor's final weight must be in (0, anchor = 10]",
+        ),
         (
             &["train", "--warm-start-average", "1", "--dry-run"],
             "weight average decay must be in [0, 1)",
@@ -444,6 +459,30 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     assert!(
         cpu["warm_start"].get("anchor").is_none(),
         "no anchor is not written"
+    );
+    let decayed = dry_run_config(&[
+        "--data-dir",
+        dir,
+        "--warm-start-anchor",
+        "100",
+        "--warm-start-anchor-final",
+        "1",
+        "--steps",
+        "600",
+    ]);
+    assert_eq!(
+        (
+            &decayed["warm_start"]["anchor"],
+            &decayed["warm_start"]["anchor_decay"]
+        ),
+        (
+            &100.0.into(),
+            &serde_json::json!({"to": 1.0, "over_steps": 600})
+        )
+    );
+    assert!(
+        anchored["warm_start"].get("anchor_decay").is_none(),
+        "a constant anchor writes no final weight"
     );
     let averaged = dry_run_config(&["--data-dir", dir, "--warm-start-average", "0.999"]);
     assert_eq!(averaged["warm_start"]["average"], 0.999);

@@ -47,6 +47,7 @@ fn small_warm_start() -> ot3d_trainer::training::config::WarmStart {
         cycles: 1,
         restart_after: vec![],
         anchor: 0.0,
+        anchor_decay: None,
         average: 0.0,
     }
 }
@@ -468,6 +469,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         cycles: 1,
         restart_after: vec![],
         anchor: 0.0,
+        anchor_decay: None,
         average: 0.0,
     });
     let dir = tempfile::tempdir().unwrap();
@@ -532,6 +534,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
             cycles,
             restart_after: vec![],
             anchor: 0.0,
+            anchor_decay: None,
             average: 0.0,
         });
         c
@@ -762,6 +765,7 @@ fn incomplete_transport_pairs_with_nearer_targets_and_trains_with_w() {
             cycles: 1,
             restart_after: vec![],
             anchor: 0.0,
+            anchor_decay: None,
             average: 0.0,
         }),
         ..config.clone()
@@ -1023,6 +1027,35 @@ fn anchored_not_trains_on_the_pairs_logs_their_fit_and_resumes_exactly() {
         1.0
     );
     assert_resume_is_exact(&config);
+
+    // A decaying anchor: its schedule depends on the step alone, so a resumed run is exact
+    // too, and the config keeps the final weight.
+    let mut decayed = config.clone();
+    let decay = ot3d_trainer::training::config::AnchorDecay {
+        to: 0.01,
+        over_steps: 4,
+    };
+    decayed.warm_start.as_mut().unwrap().anchor_decay = Some(decay.clone());
+    let decayed_dir = tempfile::tempdir().unwrap();
+    run(&decayed, decayed_dir.path(), Start::New).unwrap();
+    assert_eq!(
+        read_config(decayed_dir.path())
+            .unwrap()
+            .warm_start
+            .unwrap()
+            .anchor_decay,
+        Some(decay)
+    );
+    // The same batches with another λ from step 2 on: other weights.
+    let (constant, decaying) = (
+        weights(&config, dir.path()),
+        weights(&decayed, decayed_dir.path()),
+    );
+    assert!(
+        constant.iter().zip(&decaying).any(|(a, b)| a != b),
+        "the decayed anchor changed nothing"
+    );
+    assert_resume_is_exact(&decayed);
 
     // Without the anchor no fit is logged.
     config.warm_start.as_mut().unwrap().anchor = 0.0;

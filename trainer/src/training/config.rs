@@ -149,11 +149,42 @@ pub struct WarmStart {
     /// NOT after the warm start.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub anchor: f64,
+    /// The anchor's weight decays geometrically from `anchor` to `to` over NOT's first
+    /// `over_steps` outer steps (then stays), so the pairing holds T while the potential is
+    /// still learning and lets go once it can judge sharpness; absent = λ constant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_decay: Option<AnchorDecay>,
     /// Decay d of an exponential moving average of T's weights over the regression (d in
     /// [0, 1), warmed up over the first steps); NOT starts from, and a warm-start-only run
     /// ships, the average. 0 (left out of the JSON) = the last iterate.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub average: f64,
+}
+
+/// A decaying anchor weight (see [`WarmStart::anchor_decay`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorDecay {
+    /// λ at outer step `over_steps` and after.
+    pub to: f64,
+    /// Outer steps over which λ decays (a run's `--steps` when it was made, so resuming it
+    /// longer does not change the schedule of the steps already taken).
+    pub over_steps: u64,
+}
+
+impl WarmStart {
+    /// The anchor weight λ of outer step `step` (1-based): `anchor`, or with a decay the
+    /// geometric interpolation `anchor · (to/anchor)^((step−1)/(over_steps−1))`, `to` after.
+    pub fn anchor_at(&self, step: u64) -> f64 {
+        match &self.anchor_decay {
+            Some(decay) if self.anchor > 0.0 && decay.over_steps > 1 => {
+                let done = step.clamp(1, decay.over_steps) - 1;
+                let progress = done as f64 / (decay.over_steps - 1) as f64;
+                self.anchor * (decay.to / self.anchor).powf(progress)
+            }
+            _ => self.anchor,
+        }
+    }
 }
 
 fn is_zero(value: &f64) -> bool {
@@ -266,6 +297,7 @@ impl TrainConfig {
                     cycles: 1,
                     restart_after: Vec::new(),
                     anchor: 0.0,
+                    anchor_decay: None,
                     average: 0.0,
                 }),
                 ..reference
@@ -364,6 +396,20 @@ impl TrainConfig {
                     warm.anchor
                 ));
             }
+            if let Some(decay) = &warm.anchor_decay {
+                if !(decay.to.is_finite() && decay.to > 0.0 && decay.to <= warm.anchor) {
+                    return Err(format!(
+                        "warm start anchor's final weight must be in (0, anchor = {}], got {}",
+                        warm.anchor, decay.to
+                    ));
+                }
+                if decay.over_steps < 2 {
+                    return Err(format!(
+                        "warm start anchor decays over >= 2 outer steps, got {}",
+                        decay.over_steps
+                    ));
+                }
+            }
             if warm.anchor > 0.0 && self.weak.is_some() {
                 return Err(
                     "warm start anchor needs the strong cost: a stochastic map has a plan, \
@@ -441,5 +487,34 @@ impl TrainConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decaying_anchor_falls_geometrically_then_stays() {
+        let mut warm = TrainConfig::preset(Preset::Cpu3to5, Default::default())
+            .warm_start
+            .expect("the CPU preset warm-starts");
+        warm.anchor = 100.0;
+        assert_eq!(warm.anchor_at(1), 100.0);
+        assert_eq!(warm.anchor_at(500), 100.0, "no decay: constant");
+        warm.anchor_decay = Some(AnchorDecay {
+            to: 1.0,
+            over_steps: 5,
+        });
+        // 100 · (1/100)^(k/4) for k = 0..4: 100, 31.6, 10, 3.16, 1; then 1.
+        let expected = [100.0, 31.622_776_6, 10.0, 3.162_277_66, 1.0, 1.0, 1.0];
+        for (step, want) in (1..).zip(expected) {
+            let got = warm.anchor_at(step);
+            assert!(
+                (got - want).abs() < 1e-6 * want,
+                "step {step}: {got} vs {want}"
+            );
+        }
+        assert_eq!(warm.anchor_at(0), 100.0, "before the first step: the start");
     }
 }

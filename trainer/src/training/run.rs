@@ -394,6 +394,10 @@ pub fn train(
         // f is fixed during T-steps: without its weights' gradients, backward computes only
         // what T needs (the gradient through f's input).
         let f_fixed = state.f.clone().no_grad();
+        let lambda = config
+            .warm_start
+            .as_ref()
+            .map_or(0.0, |w| w.anchor_at(step));
         let (mut l_t, mut cost, mut spread, mut anchor_fit) = (0.0, 0.0, None, None);
         for _ in 0..config.t_steps {
             if let Some(pairs) = &anchor_pairs {
@@ -406,7 +410,7 @@ pub fn train(
                     config.lr_t,
                     x,
                     y,
-                    anchor,
+                    lambda,
                     config.target_weight,
                 );
                 anchor_fit = Some(fit);
