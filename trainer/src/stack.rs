@@ -103,7 +103,9 @@ impl Stack {
 
     /// The stack's output for a batch (no gradient flows into the maps below).
     pub fn apply(&self, x: Tensor<5>) -> Tensor<5> {
-        self.maps.iter().fold(x, |x, t| t.forward(x, None).detach())
+        self.maps
+            .iter()
+            .fold(x, |x, t| crate::training::steps::untracked_map(t, x, None))
     }
 
     /// The same for flat `3·16³`-value digits.

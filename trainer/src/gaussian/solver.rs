@@ -127,7 +127,8 @@ pub fn solve(
         // The trainer's order: the f-step, then K_T T-steps against the updated f.
         let x = rows_tensor(pair.sample_source(config.batch, &mut rng), dim, &device);
         let y = rows_tensor(pair.sample_target(config.batch, &mut rng), dim, &device);
-        let t_x = t.forward(x).detach();
+        // Off the graph: a detached output would still leave T's forward recorded.
+        let t_x = t.valid().forward(x.inner()).autodiff();
         (f, _) = potential_update(
             f,
             |f, v| f.forward(v),
