@@ -21,16 +21,7 @@ pub fn potential_update<F: Module, const D: usize>(
     y: Tensor<D>,
     w: f64,
 ) -> (F, f64) {
-    // One forward and backward over both batches: bigger GEMMs than two half-size passes,
-    // and the same scores (f has no batch statistics).
-    let mapped = t_x.dims()[0];
-    let scores = score(&f, Tensor::cat(vec![t_x, y], 0));
-    let targets = scores.dims()[0] - mapped;
-    let loss = potential_loss(
-        scores.clone().narrow(0, 0, mapped),
-        scores.narrow(0, mapped, targets),
-        w,
-    );
+    let loss = potential_loss(score(&f, t_x), score(&f, y), w);
     let grads = GradientsParams::from_grads(loss.backward(), &f);
     let f = optimizer.step(lr, f, grads);
     (f, loss.into_scalar::<f32>() as f64)
@@ -139,51 +130,4 @@ pub fn anchored_t_step(
     let t = optimizer.step(lr, t, grads);
     let value = |v: Tensor<1>| v.into_scalar::<f32>() as f64;
     (t, value(not_loss), value(cost), value(fit))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::device::with_seed;
-    use burn::optim::AdamConfig;
-    use burn::tensor::{Device, TensorData};
-    use ot3d_models::nets::PotentialConfig;
-
-    #[test]
-    fn one_pass_over_both_batches_scores_each_as_two_passes_would() {
-        let device = Device::flex().autodiff();
-        let f = with_seed(&device, 3, || {
-            PotentialConfig::new()
-                .with_width(2)
-                .with_stages(1)
-                .init(&device)
-        });
-        // Deterministic digits without the device's RNG (other tests seed and draw from it).
-        let digits = |n: usize, phase: f32| {
-            let values: Vec<f32> = (0..n * 3 * 4096)
-                .map(|i| ((i as f32 * 0.618 + phase).sin() + 1.0) / 2.0)
-                .collect();
-            Tensor::<5>::from_data(TensorData::new(values, [n, 3, 16, 16, 16]), &device)
-        };
-        // Unequal batches, so a split at the wrong row changes both means.
-        let (t_x, y) = (digits(3, 0.0), digits(5, 1.0));
-        let mean = |v: Tensor<5>, w: f64| score(&f, v, w).mean().into_scalar::<f32>() as f64;
-        for w in [1.0, 4.0] {
-            let expected = mean(t_x.clone(), w) - w * mean(y.clone(), w);
-            let mut optimizer = AdamConfig::new().init();
-            let (_, got) = potential_update(
-                f.clone(),
-                |f, v| score(f, v, w),
-                &mut optimizer,
-                1e-3,
-                t_x.clone(),
-                y.clone(),
-                w,
-            );
-            assert!(
-                (got - expected).abs() < 1e-5 * (1.0 + expected.abs()),
-                "w = {w}: L_f {got} from one pass, {expected} from two"
-            );
-        }
-    }
 }
