@@ -405,7 +405,7 @@ impl TrainConfig {
                 }
                 if decay.over_steps < 2 {
                     return Err(format!(
-                        "warm start anchor decays over >= 2 outer steps, got {}",
+                        "warm start anchor decays over >= 2 outer steps (give --steps N >= 2), got {}",
                         decay.over_steps
                     ));
                 }
