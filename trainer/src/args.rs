@@ -629,6 +629,11 @@ pub struct TrainArgs {
     /// Adam learning rate of f [default: the preset's].
     #[arg(long)]
     lr_f: Option<f64>,
+    /// Drift penalty ε ≥ 0 on f's scores, ε · (mean f(T(x))² + mean f(y)²) in every f-step,
+    /// so a fast potential (e.g. --lr-f 1e-3) scores near ±1/(2ε) instead of running off to
+    /// thousands while T lags; 0 is NOT's plain dual [default: 0].
+    #[arg(long, value_name = "EPS", default_value_t = 0.0)]
+    f_drift: f64,
     /// Channels of T at full resolution [default: the preset's].
     #[arg(long)]
     t_width: Option<usize>,
@@ -845,6 +850,7 @@ impl TrainArgs {
         }
         config.stack_on = self.stack_on.clone();
         config.target_weight = self.target_weight;
+        config.f_drift = self.f_drift;
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;

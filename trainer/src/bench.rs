@@ -3,6 +3,7 @@
 //! (the same GEMM burn's CPU backend runs its convolutions on).
 
 use crate::training::config::NetsConfig;
+use crate::training::losses::PotentialObjective;
 use crate::training::steps::{f_step, t_step};
 use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer};
@@ -102,7 +103,16 @@ pub fn measure_steps(request: &StepsRequest, device: &Device, backend: &str) -> 
             batch(size, &mut rng, &device),
             batch(size, &mut rng, &device),
         );
-        (f, _) = f_step(&t, f.clone(), &mut opt_f, lr, x, y, None, 1.0);
+        (f, _) = f_step(
+            &t,
+            f.clone(),
+            &mut opt_f,
+            lr,
+            x,
+            y,
+            None,
+            PotentialObjective::COMPLETE,
+        );
     });
     let t_step_ms = timed(request.warmup, request.reps, || {
         let x = batch(size, &mut rng, &device);

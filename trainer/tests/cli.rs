@@ -153,7 +153,11 @@ fn a_corrupt_byte_is_caught_and_named() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
-    let cases: [(&[&str], &str); 18] = [
+    let cases: [(&[&str], &str); 19] = [
+        (
+            &["train", "--f-drift=-1", "--dry-run"],
+            "f drift penalty must be a number >= 0 (0 = none), got -1",
+        ),
         (
             &["train", "--warm-start-anchor-final", "1", "--dry-run"],
             "--warm-start-anchor-final decays the anchor: give --warm-start-anchor",
@@ -483,6 +487,12 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     assert!(
         anchored["warm_start"].get("anchor_decay").is_none(),
         "a constant anchor writes no final weight"
+    );
+    let drifted = dry_run_config(&["--data-dir", dir, "--f-drift", "10"]);
+    assert_eq!(drifted["f_drift"], 10.0);
+    assert!(
+        cpu.get("f_drift").is_none(),
+        "no drift penalty is not written"
     );
     let averaged = dry_run_config(&["--data-dir", dir, "--warm-start-average", "0.999"]);
     assert_eq!(averaged["warm_start"]["average"], 0.999);

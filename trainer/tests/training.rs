@@ -1184,3 +1184,56 @@ fn a_weight_averaged_warm_start_continues_from_the_average() {
     assert!(averaged.iter().all(|v| v.is_finite()));
     assert!(farthest(&last, &averaged) > 1e-4);
 }
+
+#[test]
+fn the_drift_penalty_reaches_every_f_step_and_resumes_exactly() {
+    use ot3d_trainer::training::run::WARM_START_FILE;
+    let Some(plain) = tiny(4) else { return };
+    let warmed = TrainConfig {
+        warm_start: Some(ot3d_trainer::training::config::WarmStart {
+            f_steps: 3,
+            ..small_warm_start()
+        }),
+        ..plain.clone()
+    };
+    let potential_losses = |dir: &Path| -> Vec<f64> {
+        let report: serde_json::Value =
+            serde_json::from_slice(&read(dir.join(WARM_START_FILE))).unwrap();
+        serde_json::from_value(report["potential_losses"].clone()).unwrap()
+    };
+    for config in [&plain, &warmed] {
+        let drifted = TrainConfig {
+            f_drift: 100.0,
+            ..config.clone()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        run(config, a.path(), Start::New).unwrap();
+        run(&drifted, b.path(), Start::New).unwrap();
+        assert_eq!(read_config(b.path()).unwrap().f_drift, 100.0);
+        // The logged L_f is the dual without the penalty: the first f-step's is the same,
+        // since both runs start from the same f; the penalty changes the update after it.
+        let (log_a, log_b) = (read_log(a.path()).unwrap(), read_log(b.path()).unwrap());
+        if config.warm_start.is_none() {
+            assert_eq!(log_a[0].l_f, log_b[0].l_f);
+        } else {
+            // The warm start's f-only steps run the penalized f-step too.
+            let (plain_f, drifted_f) = (potential_losses(a.path()), potential_losses(b.path()));
+            assert_eq!((plain_f.len(), drifted_f.len()), (3, 3));
+            assert_eq!(plain_f[0], drifted_f[0]);
+            assert_ne!(plain_f[1..], drifted_f[1..], "the penalty never reached f");
+        }
+        assert!(
+            log_a
+                .iter()
+                .zip(&log_b)
+                .skip(1)
+                .any(|(p, d)| p.l_f != d.l_f),
+            "the penalty never changed an L_f"
+        );
+        assert_ne!(weights(config, a.path()), weights(&drifted, b.path()));
+    }
+    assert_resume_is_exact(&TrainConfig {
+        f_drift: 100.0,
+        ..plain
+    });
+}

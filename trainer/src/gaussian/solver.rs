@@ -3,6 +3,7 @@
 
 use super::nets::MlpConfig;
 use super::problem::{GaussianPair, unexplained_variance};
+use crate::training::losses::PotentialObjective;
 use crate::training::steps::{potential_update, transport_update};
 use burn::config::Config;
 use burn::module::Module;
@@ -136,7 +137,7 @@ pub fn solve(
             config.lr_f * decay,
             t_x,
             y,
-            1.0,
+            PotentialObjective::COMPLETE,
         );
         let f_fixed = f.clone().no_grad();
         for _ in 0..config.t_steps {

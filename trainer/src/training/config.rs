@@ -1,6 +1,7 @@
 //! Everything that defines a training run, saved as `config.json` beside it. Defaults are
 //! the NOT reference's (K_T = 10, Adam lr 1e-4 with betas 0.9/0.999, batch 64).
 
+use super::losses::PotentialObjective;
 use crate::digits::DigitOrigin;
 use ot3d_models::nets::{NoiseLayout, PotentialConfig, TransportMapConfig};
 use ot3d_models::voxel::VoxelConfig;
@@ -238,6 +239,11 @@ pub struct TrainConfig {
     /// out of the JSON) is complete transport, NOT itself.
     #[serde(default = "complete", skip_serializing_if = "is_complete")]
     pub target_weight: f64,
+    /// ε of the potential's drift penalty, `ε · (mean f(T(x))² + mean f(y)²)` added to every
+    /// f-step's loss, so f's scores stay near ±1/(2ε) instead of running off while T lags;
+    /// 0 (left out of the JSON) is NOT's plain dual.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub f_drift: f64,
 }
 
 fn complete() -> f64 {
@@ -329,6 +335,7 @@ impl TrainConfig {
             warm_start: None,
             stack_on: None,
             target_weight: 1.0,
+            f_drift: 0.0,
         }
     }
 
@@ -449,7 +456,21 @@ impl TrainConfig {
                 self.target_weight
             ));
         }
+        if !(self.f_drift.is_finite() && self.f_drift >= 0.0) {
+            return Err(format!(
+                "f drift penalty must be a number >= 0 (0 = none), got {}",
+                self.f_drift
+            ));
+        }
         self.validate_weak()
+    }
+
+    /// What the f-steps of this run minimize: target weight and drift penalty.
+    pub fn potential_objective(&self) -> PotentialObjective {
+        PotentialObjective {
+            w: self.target_weight,
+            drift: self.f_drift,
+        }
     }
 
     fn validate_weak(&self) -> Result<(), String> {

@@ -1,7 +1,8 @@
 //! The NOT objectives with the strong quadratic cost (Korotin et al., 2023, Alg. 1):
 //! f-step `L_f = mean f(T(x)) − mean f(y)`, T-step `L_T = mean ‖x − T(x)‖²/D − mean f(T(x))`,
 //! with D = 3·16³ the number of values per digit; the γ-weak cost's terms (§4.3); and
-//! incomplete transport's weight w on the target term (Gazdieva et al. 2023).
+//! incomplete transport's weight w on the target term (Gazdieva et al. 2023), and a drift
+//! penalty that keeps the potential's scores at a chosen scale.
 
 use burn::tensor::Tensor;
 
@@ -17,6 +18,30 @@ pub fn transport_cost<const D: usize>(x: Tensor<D>, t_x: Tensor<D>) -> Tensor<1>
 /// ([`nonpositive`]) for the dual to be bounded.
 pub fn potential_loss(f_t_x: Tensor<2>, f_y: Tensor<2>, w: f64) -> Tensor<1> {
     f_t_x.mean() - f_y.mean().mul_scalar(w)
+}
+
+/// What an f-step minimizes: [`potential_loss`] with target weight `w`, plus the drift
+/// penalty `drift · (mean f(T(x))² + mean f(y)²)` when `drift` > 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PotentialObjective {
+    /// Target weight w ≥ 1 (1: complete transport).
+    pub w: f64,
+    /// ε ≥ 0 of the drift penalty (0: NOT's plain dual).
+    pub drift: f64,
+}
+
+impl PotentialObjective {
+    /// NOT's own f-step: complete transport, no penalty.
+    pub const COMPLETE: Self = Self { w: 1.0, drift: 0.0 };
+}
+
+/// `drift · (mean f(T(x))² + mean f(y)²)`. NOT's dual is unbounded while T lags behind f:
+/// a fast potential (lr_f 1e-3) scores targets and mapped digits thousands apart, and the
+/// T-step's `− f(T(x))` then drowns the cost and the anchor (scores of ±1000 where the cost
+/// is ~0.01). With the penalty, f's best scores for two sets it tells apart are ±1/(2·drift),
+/// so drift sets the scale f works at (the "drift" term of progressive GANs' critics).
+pub fn drift_penalty(f_t_x: Tensor<2>, f_y: Tensor<2>, drift: f64) -> Tensor<1> {
+    (f_t_x.powi_scalar(2).mean() + f_y.powi_scalar(2).mean()).mul_scalar(drift)
 }
 
 /// A potential's raw score made ≤ 0 (`−softplus`), as incomplete transport's dual asks;
@@ -104,6 +129,31 @@ mod tests {
         assert_eq!(scalar(potential_loss(f_t_x.clone(), f_y, 4.0)), 2.0 - 4.0);
         let cost = Tensor::<1>::from_data(TensorData::from([0.5f32]), &device);
         assert_eq!(scalar(transport_loss(cost, f_t_x)), 0.5 - 2.0);
+    }
+
+    #[test]
+    fn drift_penalty_by_hand_and_its_optimum() {
+        let device = Device::flex();
+        let f_t_x =
+            Tensor::<1>::from_data(TensorData::from([1.0f32, 3.0]), &device).reshape([2, 1]);
+        let f_y =
+            Tensor::<1>::from_data(TensorData::from([-2.0f32, 0.0, 5.0]), &device).reshape([3, 1]);
+        // 0.5 · ((1 + 9)/2 + (4 + 0 + 25)/3) = 0.5 · (5 + 29/3).
+        let got = scalar(drift_penalty(f_t_x, f_y, 0.5));
+        assert!((got - 0.5 * (5.0 + 29.0 / 3.0)).abs() < 1e-5, "{got}");
+        // For two sets f tells apart, L_f + penalty is least at f(T(x)) = −1/(2ε), f(y) =
+        // 1/(2ε): the scores stay bounded where L_f alone has no minimum.
+        let eps = 10.0;
+        let total = |a: f32, b: f32| {
+            let f_t_x = Tensor::<1>::from_data(TensorData::from([a]), &device).reshape([1, 1]);
+            let f_y = Tensor::<1>::from_data(TensorData::from([b]), &device).reshape([1, 1]);
+            scalar(potential_loss(f_t_x.clone(), f_y.clone(), 1.0) + drift_penalty(f_t_x, f_y, eps))
+        };
+        let best = total(-0.05, 0.05);
+        assert!((best - (-0.05)).abs() < 1e-6, "{best}");
+        for (a, b) in [(-0.04, 0.05), (-0.06, 0.05), (-0.05, 0.07), (-1.0, 1.0)] {
+            assert!(total(a, b) > best, "({a}, {b}) beats the optimum");
+        }
     }
 
     #[test]

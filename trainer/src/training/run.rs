@@ -318,7 +318,7 @@ pub fn train(
                 settings.f_steps,
                 config.batch_size,
                 config.lr_f,
-                config.target_weight,
+                config.potential_objective(),
                 &mut f_rng,
                 &device,
                 &bar,
@@ -385,7 +385,7 @@ pub fn train(
             x,
             y,
             z,
-            config.target_weight,
+            config.potential_objective(),
         );
         check(step, "L_f", l_f, config, run)?;
 
@@ -494,6 +494,7 @@ pub fn train(
 mod tests {
     use super::*;
     use crate::training::config::NetsConfig;
+    use crate::training::losses::PotentialObjective;
     use burn::tensor::TensorData;
 
     #[test]
@@ -519,7 +520,16 @@ mod tests {
             let batch = |v: Vec<f32>| Tensor::<5>::from_data(TensorData::new(v, shape), &device);
             let (x, y) = (batch(values.clone()), batch(vec![0.0; values.len()]));
             // Both updates see it: the f-step through T(x), the T-step through the cost.
-            let (f, l_f) = f_step(&t, f, &mut adam(&config), 1e-4, x.clone(), y, None, 1.0);
+            let (f, l_f) = f_step(
+                &t,
+                f,
+                &mut adam(&config),
+                1e-4,
+                x.clone(),
+                y,
+                None,
+                PotentialObjective::COMPLETE,
+            );
             let f_fixed = f.no_grad();
             let (_, l_t, _) = t_step(t, &f_fixed, &mut adam(&config), 1e-4, x, 1.0);
             for (what, value) in [("L_f", l_f), ("L_T", l_t)] {

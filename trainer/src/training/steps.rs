@@ -2,15 +2,19 @@
 //! Gaussian known-answer benchmark: an f-step (T fixed) and a strong-cost T-step (f fixed),
 //! generic over the networks, with the voxel networks' versions.
 
-use super::losses::{constrained_score, potential_loss, transport_cost, transport_loss};
+use super::losses::{
+    PotentialObjective, constrained_score, drift_penalty, potential_loss, transport_cost,
+    transport_loss,
+};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use ot3d_models::nets::{Potential, TransportMap};
 
-/// The f-step's update on any potential: minimizes `L_f = mean f(t_x) − w · mean f(y)`,
-/// where `t_x` is the map's output already detached (w = 1: complete transport). Returns
-/// the updated f and L_f.
+/// The f-step's update on any potential: minimizes `L_f = mean f(t_x) − w · mean f(y)`
+/// (plus the objective's drift penalty), where `t_x` is the map's output already detached
+/// (w = 1: complete transport). Returns the updated f and L_f (without the penalty, so logs
+/// compare across drifts).
 #[allow(clippy::too_many_arguments)]
 pub fn potential_update<F: Module, const D: usize>(
     f: F,
@@ -19,10 +23,16 @@ pub fn potential_update<F: Module, const D: usize>(
     lr: f64,
     t_x: Tensor<D>,
     y: Tensor<D>,
-    w: f64,
+    objective: PotentialObjective,
 ) -> (F, f64) {
-    let loss = potential_loss(score(&f, t_x), score(&f, y), w);
-    let grads = GradientsParams::from_grads(loss.backward(), &f);
+    let (f_t_x, f_y) = (score(&f, t_x), score(&f, y));
+    let loss = potential_loss(f_t_x.clone(), f_y.clone(), objective.w);
+    let total = if objective.drift > 0.0 {
+        loss.clone() + drift_penalty(f_t_x, f_y, objective.drift)
+    } else {
+        loss.clone()
+    };
+    let grads = GradientsParams::from_grads(total.backward(), &f);
     let f = optimizer.step(lr, f, grads);
     (f, loss.into_scalar::<f32>() as f64)
 }
@@ -57,8 +67,7 @@ pub fn score(f: &Potential, v: Tensor<5>, w: f64) -> Tensor<2> {
 }
 
 /// One f-step on the voxel networks: T(x, z) computed off the autodiff graph (no gradient
-/// reaches T), then [`potential_update`] with target weight `w`. Returns the updated f and
-/// L_f.
+/// reaches T), then [`potential_update`] with `objective`. Returns the updated f and L_f.
 #[allow(clippy::too_many_arguments)]
 pub fn f_step(
     t: &TransportMap,
@@ -68,10 +77,11 @@ pub fn f_step(
     x: Tensor<5>,
     y: Tensor<5>,
     z: Option<Tensor<5>>,
-    w: f64,
+    objective: PotentialObjective,
 ) -> (Potential, f64) {
     let t_x = untracked_map(t, x, z);
-    potential_update(f, |f, v| score(f, v, w), optimizer, lr, t_x, y, w)
+    let w = objective.w;
+    potential_update(f, |f, v| score(f, v, w), optimizer, lr, t_x, y, objective)
 }
 
 /// `T(x, z)` without recording T's graph. `detach()` on T's output would cut it from the
@@ -130,4 +140,53 @@ pub fn anchored_t_step(
     let t = optimizer.step(lr, t, grads);
     let value = |v: Tensor<1>| v.into_scalar::<f32>() as f64;
     (t, value(not_loss), value(cost), value(fit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gaussian::nets::MlpConfig;
+    use burn::optim::AdamConfig;
+    use burn::tensor::{Device, Distribution};
+
+    const STEPS: usize = 100;
+
+    /// [`STEPS`] f-steps at lr 1e-2 between two clusters f tells apart at once: L_f and the scores.
+    fn separate(drift: f64) -> (f64, f32) {
+        let device = Device::flex().autodiff();
+        let mut f = MlpConfig::new(2)
+            .with_hidden(16)
+            .with_layers(2)
+            .init_potential(&device);
+        let mut optimizer = AdamConfig::new().init();
+        let cluster =
+            |center: f64| Tensor::<2>::random([64, 2], Distribution::Normal(center, 0.1), &device);
+        let objective = PotentialObjective { w: 1.0, drift };
+        let mut l_f = 0.0;
+        for _ in 0..STEPS {
+            (f, l_f) = potential_update(
+                f,
+                |f, v| f.forward(v),
+                &mut optimizer,
+                1e-2,
+                cluster(-1.0),
+                cluster(1.0),
+                objective,
+            );
+        }
+        let scores = f.forward(Tensor::cat(vec![cluster(-1.0), cluster(1.0)], 0));
+        (l_f, scores.abs().max().into_scalar::<f32>())
+    }
+
+    #[test]
+    fn the_drift_penalty_holds_a_fast_potential_at_its_scale() {
+        // Without it, f's scores grow with every step: NOT's dual has no maximum here.
+        let (plain, plain_max) = separate(0.0);
+        assert!(plain < -20.0, "plain L_f {plain}");
+        // With ε = 1 the optimum is f = ∓1/2 on the two clusters, L_f = −1.
+        let (held, held_max) = separate(1.0);
+        assert!((held + 1.0).abs() < 0.1, "L_f with drift 1: {held}");
+        assert!(held_max < 1.0, "largest |score| with drift 1: {held_max}");
+        assert!(plain_max > 10.0 * held_max, "{plain_max} vs {held_max}");
+    }
 }

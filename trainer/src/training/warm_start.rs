@@ -7,7 +7,7 @@
 
 use super::average::ParamAverage;
 use super::config::{WarmStart, WeakCost};
-use super::losses::draw_spread;
+use super::losses::{PotentialObjective, draw_spread};
 use super::sampler::noise_batch;
 use crate::digits::{ClassDigits, grids_tensor};
 use crate::stack::Stack;
@@ -561,8 +561,8 @@ pub fn warm_start(
     Ok((t, report, pairs))
 }
 
-/// Trains `f` alone for `steps` batches against the fixed `t` (L_f = mean f(T(x)) −
-/// mean f(y), the NOT f-step); returns f, its optimizer and the losses.
+/// Trains `f` alone for `steps` batches against the fixed `t` (the NOT f-step with
+/// `objective`); returns f, its optimizer and the losses.
 #[allow(clippy::too_many_arguments)]
 pub fn potential_warm_up(
     t: &TransportMap,
@@ -573,7 +573,7 @@ pub fn potential_warm_up(
     steps: u64,
     batch_size: usize,
     lr: f64,
-    w: f64,
+    objective: PotentialObjective,
     rng: &mut SeedRng,
     device: &Device,
     bar: &ProgressBar,
@@ -585,7 +585,7 @@ pub fn potential_warm_up(
         let x = source.batch(batch_size, rng, device)?;
         let y = target.batch(batch_size, rng, device)?;
         let value;
-        (f, value) = super::steps::f_step(t, f, &mut optimizer, lr, x, y, None, w);
+        (f, value) = super::steps::f_step(t, f, &mut optimizer, lr, x, y, None, objective);
         losses.push(value);
         bar.set_message(format!("warm start: f only, L_f {value:+.5}"));
         bar.set_position(step);
