@@ -631,9 +631,14 @@ pub struct TrainArgs {
     lr_f: Option<f64>,
     /// Drift penalty ε ≥ 0 on f's scores, ε · (mean f(T(x))² + mean f(y)²) in every f-step,
     /// so a fast potential (e.g. --lr-f 1e-3) scores near ±1/(2ε) instead of running off to
-    /// thousands while T lags; 0 is NOT's plain dual [default: 0].
-    #[arg(long, value_name = "EPS", default_value_t = 0.0)]
-    f_drift: f64,
+    /// thousands while T lags; 0 is NOT's plain dual [default: the preset's].
+    #[arg(long, value_name = "EPS")]
+    f_drift: Option<f64>,
+    /// Keep an exponential moving average of T's weights over the NOT steps with this decay
+    /// (e.g. 0.99) and make it the run's map (export, --init-from); 0 = the last iterate
+    /// [default: the preset's].
+    #[arg(long, value_name = "DECAY")]
+    t_average: Option<f64>,
     /// Channels of T at full resolution [default: the preset's].
     #[arg(long)]
     t_width: Option<usize>,
@@ -706,7 +711,8 @@ pub struct TrainArgs {
     warm_start_restart_after: Vec<u64>,
     /// Warm start: keep the regression onto the same exact-OT pairs in every NOT T-step with
     /// this weight λ (L_T + λ‖T(x) − y‖²/D, x and y from the pairs), so NOT sharpens the
-    /// regressed map instead of undoing it; 0 = plain NOT [default: the preset's, else 0].
+    /// regressed map instead of undoing it; 0 = plain NOT [default: the preset's, else 0;
+    /// 0 with --weak-gamma].
     #[arg(long)]
     warm_start_anchor: Option<f64>,
     /// Warm start: decay the anchor's λ geometrically to this weight at the last outer step
@@ -815,9 +821,13 @@ impl TrainArgs {
             } else {
                 self.warm_start_restart_after.clone()
             },
-            anchor: self
-                .warm_start_anchor
-                .unwrap_or(preset_warm.as_ref().map_or(0.0, |w| w.anchor)),
+            // A stochastic map fits a plan, not pairs: the preset's anchor is for strong
+            // runs (an anchor given with --weak-gamma is still refused by validation).
+            anchor: self.warm_start_anchor.unwrap_or(if self.weak_gamma.is_some() {
+                0.0
+            } else {
+                preset_warm.as_ref().map_or(0.0, |w| w.anchor)
+            }),
             anchor_decay: match self.warm_start_anchor_final {
                 Some(to) => Some(AnchorDecay {
                     to,
@@ -850,7 +860,8 @@ impl TrainArgs {
         }
         config.stack_on = self.stack_on.clone();
         config.target_weight = self.target_weight;
-        config.f_drift = self.f_drift;
+        config.f_drift = self.f_drift.unwrap_or(config.f_drift);
+        config.t_average = self.t_average.unwrap_or(config.t_average);
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;

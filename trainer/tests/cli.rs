@@ -153,13 +153,24 @@ fn a_corrupt_byte_is_caught_and_named() {
 
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
-    let cases: [(&[&str], &str); 19] = [
+    let cases: [(&[&str], &str); 20] = [
+        (
+            &["train", "--t-average", "1", "--dry-run"],
+            "T's weight average decay must be in [0, 1) (0 = none), got 1",
+        ),
         (
             &["train", "--f-drift=-1", "--dry-run"],
             "f drift penalty must be a number >= 0 (0 = none), got -1",
         ),
         (
-            &["train", "--warm-start-anchor-final", "1", "--dry-run"],
+            &[
+                "train",
+                "--warm-start-anchor",
+                "0",
+                "--warm-start-anchor-final",
+                "1",
+                "--dry-run",
+            ],
             "--warm-start-anchor-final decays the anchor: give --warm-start-anchor",
         ),
         (
@@ -460,8 +471,9 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     );
     let anchored = dry_run_config(&["--data-dir", dir, "--warm-start-anchor", "0.5"]);
     assert_eq!(anchored["warm_start"]["anchor"], 0.5);
+    let unanchored = dry_run_config(&["--data-dir", dir, "--warm-start-anchor", "0"]);
     assert!(
-        cpu["warm_start"].get("anchor").is_none(),
+        unanchored["warm_start"].get("anchor").is_none(),
         "no anchor is not written"
     );
     let decayed = dry_run_config(&[

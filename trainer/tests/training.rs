@@ -396,7 +396,9 @@ fn saving_a_step_twice_never_removes_what_latest_names() {
         state: TrainingState {
             step: 7,
             rng: [1, 2, 3, 4],
+            average_updates: None,
         },
+        t_average: None,
     };
     let first = save(dir.path(), &checkpoint).unwrap();
     // What a process killed while writing step 5 left: swept by the next save.
@@ -1236,4 +1238,59 @@ fn the_drift_penalty_reaches_every_f_step_and_resumes_exactly() {
         f_drift: 100.0,
         ..plain
     });
+}
+
+#[test]
+fn a_not_phase_weight_average_is_the_runs_map_and_resumes_exactly() {
+    let Some(plain) = tiny(2) else { return };
+    let config = TrainConfig {
+        t_average: 0.9,
+        checkpoint_every: 1,
+        ..plain
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run(&config, dir.path(), Start::New).unwrap();
+    assert_eq!(read_config(dir.path()).unwrap().t_average, 0.9);
+    // Both kept checkpoints hold T's last iterate and the average, read back as plain values.
+    let t_values = |step: u64, file: &str| {
+        let bytes = read(
+            dir.path()
+                .join(format!("checkpoints/step-{step:08}"))
+                .join(file),
+        );
+        let template = config.nets.transport().init(&Device::flex());
+        let t = ot3d_models::nets::burnpack::load_bytes(template, &bytes).unwrap();
+        let mut values = Vec::new();
+        t.visit(&mut Collect(&mut values));
+        values
+    };
+    let state = |step: u64| -> serde_json::Value {
+        serde_json::from_slice(&read(
+            dir.path()
+                .join(format!("checkpoints/step-{step:08}/state.json")),
+        ))
+        .unwrap()
+    };
+    assert_eq!(state(1)["average_updates"], 1);
+    assert_eq!(state(2)["average_updates"], 2);
+    let (average_1, t_2, average_2) = (
+        t_values(1, "t_average.bpk"),
+        t_values(2, "t.bpk"),
+        t_values(2, "t_average.bpk"),
+    );
+    // The second update's decay is min(0.9, (1 + 2)/(10 + 2)) = 1/4.
+    for ((a1, t2), a2) in average_1.iter().zip(&t_2).zip(&average_2) {
+        let expected = 0.25 * a1 + 0.75 * t2;
+        assert!(
+            (a2 - expected).abs() <= 1e-6 + 1e-5 * expected.abs(),
+            "{a2} vs {expected}"
+        );
+    }
+    assert_ne!(average_2, t_2, "the average is not the last iterate");
+    // The run's map (export, --init-from) is the average.
+    let (map, _, _) = load_latest_nets(dir.path(), &config.nets, &Device::flex()).unwrap();
+    let mut exported = Vec::new();
+    map.visit(&mut Collect(&mut exported));
+    assert_eq!(exported, average_2);
+    assert_resume_is_exact(&TrainConfig { steps: 4, ..config });
 }

@@ -65,6 +65,21 @@ impl ParamAverage {
         }
     }
 
+    /// An average that has folded in `updates` iterates so far and whose values are
+    /// `average`'s parameters (a checkpoint's averaged module): updating it continues
+    /// exactly as the original would have.
+    pub fn resume<M: Module>(average: &M, decay: f64, updates: u64) -> Self {
+        Self {
+            updates,
+            ..Self::new(average, decay)
+        }
+    }
+
+    /// Iterates folded in so far.
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
     /// Folds `module`'s current parameters (the same module, trained further) into the
     /// average.
     pub fn update<M: Module>(&mut self, module: &M) {
@@ -151,6 +166,28 @@ mod tests {
         assert!(
             (after - (0.5 * before + 2.5)).abs() < 1e-5,
             "{before} {after}"
+        );
+    }
+
+    #[test]
+    fn a_resumed_average_continues_exactly() {
+        let device = Device::flex();
+        let linear = LinearConfig::new(3, 2).init(&device);
+        let mut straight = ParamAverage::new(&filled(&linear, 0.0), 0.9);
+        for value in [1.0, 2.0] {
+            straight.update(&filled(&linear, value));
+        }
+        // Saved as a module after two updates, then resumed.
+        let saved = straight.apply(linear.clone());
+        let mut resumed = ParamAverage::resume(&saved, 0.9, straight.updates());
+        assert_eq!(resumed.updates(), 2);
+        for value in [5.0, 7.0] {
+            straight.update(&filled(&linear, value));
+            resumed.update(&filled(&linear, value));
+        }
+        assert_eq!(
+            weights(&straight.apply(linear.clone())),
+            weights(&resumed.apply(linear.clone()))
         );
     }
 

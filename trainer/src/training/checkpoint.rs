@@ -1,4 +1,5 @@
-//! Checkpoints: T, f, both optimizer states, the step and the RNG state. Each is written to
+//! Checkpoints: T, f, both optimizer states, the step and the RNG state (and the average
+//! of T's weights when the run keeps one). Each is written to
 //! its own directory `checkpoints/step-NNNNNNNN/` (files fsynced, directory renamed into
 //! place), then `checkpoints/LATEST` is replaced atomically — a crash at any moment leaves
 //! the last complete checkpoint in charge.
@@ -54,6 +55,10 @@ pub struct TrainingState {
     pub step: u64,
     /// The batch sampler's RNG state.
     pub rng: [u64; 4],
+    /// NOT steps folded into the average of T's weights (`t_average.bpk`), when the run
+    /// keeps one (`--t-average`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_updates: Option<u64>,
 }
 
 /// Everything needed to continue a run exactly.
@@ -63,7 +68,12 @@ pub struct Checkpoint {
     pub opt_t: ModuleOptimizer,
     pub opt_f: ModuleOptimizer,
     pub state: TrainingState,
+    /// The exponential moving average of T's weights over the NOT steps, when the run keeps
+    /// one: the run's map (export and `--init-from` use it).
+    pub t_average: Option<TransportMap>,
 }
+
+const AVERAGE_FILE: &str = "t_average.bpk";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |error| CheckpointError::Io {
@@ -110,6 +120,9 @@ pub fn save(run: &Path, checkpoint: &Checkpoint) -> Result<PathBuf, CheckpointEr
     };
     weights(tmp.join("t.bpk"), burnpack::to_bytes(&checkpoint.t))?;
     weights(tmp.join("f.bpk"), burnpack::to_bytes(&checkpoint.f))?;
+    if let Some(average) = &checkpoint.t_average {
+        weights(tmp.join(AVERAGE_FILE), burnpack::to_bytes(average))?;
+    }
     for (file, opt) in [
         ("opt_t.bpk", &checkpoint.opt_t),
         ("opt_f.bpk", &checkpoint.opt_f),
@@ -198,6 +211,7 @@ pub fn load_latest(
             .map(|b| (path.clone(), b))
             .map_err(io(&path))
     };
+    let template = t.clone();
     let (path, bytes) = read("t.bpk")?;
     let t = burnpack::load_bytes(t, &bytes).map_err(|problem| CheckpointError::Weights {
         path: path.clone(),
@@ -221,21 +235,39 @@ pub fn load_latest(
     let opt_t = optimizer("opt_t.bpk", opt_t)?;
     let opt_f = optimizer("opt_f.bpk", opt_f)?;
     let (path, bytes) = read("state.json")?;
-    let state = serde_json::from_slice(&bytes).map_err(|e| CheckpointError::State {
-        path,
-        message: e.to_string(),
-    })?;
+    let state: TrainingState =
+        serde_json::from_slice(&bytes).map_err(|e| CheckpointError::State {
+            path,
+            message: e.to_string(),
+        })?;
+    let t_average = match state.average_updates {
+        None => None,
+        Some(_) => {
+            let (path, bytes) = read(AVERAGE_FILE)?;
+            let average = burnpack::load_bytes(template, &bytes).map_err(|problem| {
+                CheckpointError::Weights {
+                    path: path.clone(),
+                    problem,
+                }
+            })?;
+            check_finite(&average)
+                .map_err(|problem| CheckpointError::NonFinite { path, problem })?;
+            Some(average)
+        }
+    };
     Ok(Checkpoint {
         t,
         f,
         opt_t,
         opt_f,
         state,
+        t_average,
     })
 }
 
-/// The latest checkpoint's networks and state only (export, evaluation): the optimizer
-/// states are read into throwaway optimizers.
+/// The latest checkpoint's networks and state only (export, evaluation, `--init-from`):
+/// the optimizer states are read into throwaway optimizers. T is the run's map: the
+/// average of its weights when the run keeps one, else the last iterate.
 pub fn load_latest_nets(
     run: &Path,
     nets: &NetsConfig,
@@ -245,5 +277,5 @@ pub fn load_latest_nets(
     let (t, f) =
         crate::device::unseeded(|| (nets.transport().init(device), nets.potential().init(device)));
     let loaded = load_latest(run, t, f, adam(), adam())?;
-    Ok((loaded.t, loaded.f, loaded.state))
+    Ok((loaded.t_average.unwrap_or(loaded.t), loaded.f, loaded.state))
 }

@@ -244,6 +244,11 @@ pub struct TrainConfig {
     /// 0 (left out of the JSON) is NOT's plain dual.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub f_drift: f64,
+    /// Decay d of an exponential moving average of T's weights over the NOT steps (warmed
+    /// up as min(d, (1 + n)/(10 + n)) after n steps); the average is the run's map (export
+    /// and `--init-from` use it). 0 (left out of the JSON): the last iterate is the map.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub t_average: f64,
 }
 
 fn complete() -> f64 {
@@ -336,6 +341,7 @@ impl TrainConfig {
             stack_on: None,
             target_weight: 1.0,
             f_drift: 0.0,
+            t_average: 0.0,
         }
     }
 
@@ -454,6 +460,12 @@ impl TrainConfig {
             return Err(format!(
                 "target weight w must be in [1, {MAX_TARGET_WEIGHT}] (1 = complete transport), got {}",
                 self.target_weight
+            ));
+        }
+        if !(0.0..1.0).contains(&self.t_average) {
+            return Err(format!(
+                "T's weight average decay must be in [0, 1) (0 = none), got {}",
+                self.t_average
             ));
         }
         if !(self.f_drift.is_finite() && self.f_drift >= 0.0) {

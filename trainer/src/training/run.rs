@@ -1,6 +1,7 @@
 //! The NOT training loop: per outer step one f-step and K_T T-steps on fresh batches, a
 //! loss log line, a checkpoint every N steps; resume, init-from, divergence guard, Ctrl-C.
 
+use super::average::ParamAverage;
 use super::checkpoint::{self, Checkpoint, CheckpointError, TrainingState};
 use super::config::{NetsConfig, TrainConfig};
 use super::log::{LossLog, StepRecord};
@@ -180,7 +181,9 @@ fn fresh(config: &TrainConfig, device: &Device) -> Checkpoint {
         state: TrainingState {
             step: 0,
             rng: SeedRng::new(config.seed).state(),
+            average_updates: None,
         },
+        t_average: None,
     }
 }
 
@@ -338,6 +341,16 @@ pub fn train(
         bar.set_length(config.steps);
     }
     bar.set_position(state.state.step);
+    // The average of T over the NOT steps: new from T as NOT begins, or the checkpoint's.
+    let mut average = match (config.t_average > 0.0, state.t_average.take()) {
+        (false, _) => None,
+        (true, Some(saved)) => Some(ParamAverage::resume(
+            &saved,
+            config.t_average,
+            state.state.average_updates.unwrap_or(0),
+        )),
+        (true, None) => Some(ParamAverage::new(&state.t, config.t_average)),
+    };
     let anchor = config.warm_start.as_ref().map_or(0.0, |w| w.anchor);
     if anchor > 0.0 && anchor_pairs.is_none() {
         // A resumed anchored run: the same pairs again (the assignment is deterministic).
@@ -457,9 +470,13 @@ pub fn train(
             check(step, "L_T", l_t, config, run)?;
         }
 
+        if let Some(average) = &mut average {
+            average.update(&state.t);
+        }
         state.state = TrainingState {
             step,
             rng: rng.state(),
+            average_updates: average.as_ref().map(ParamAverage::updates),
         };
         let record = StepRecord {
             step,
@@ -477,6 +494,7 @@ pub fn train(
 
         let interrupted = stop.load(Ordering::SeqCst);
         if step % config.checkpoint_every == 0 || step == config.steps || interrupted {
+            state.t_average = average.as_ref().map(|a| a.apply(state.t.clone()));
             save_checkpoint(run, &state)?;
         }
         if interrupted {
