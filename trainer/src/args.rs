@@ -610,7 +610,8 @@ pub struct TrainArgs {
     voxel: VoxelArgs,
     /// The recipe every setting below starts from; a flag given overrides its setting.
     /// cpu-3to5: the shipped maps' (width 8, batch 32, 1800 warm-start regression steps on
-    /// exact OT pairs, one NOT step; ~20 min on 2 cores). gpu-3to5: the NOT reference
+    /// exact OT pairs, then 300 NOT steps anchored to them with a drift-penalized potential
+    /// and T's weights averaged; ~11 min on 2 cores). gpu-3to5: the NOT reference
     /// (width 16, batch 64, K_T 10, 10,000 outer steps) for GPU servers.
     #[arg(long, value_enum, default_value = "cpu-3to5")]
     pub preset: PresetArg,
@@ -823,11 +824,13 @@ impl TrainArgs {
             },
             // A stochastic map fits a plan, not pairs: the preset's anchor is for strong
             // runs (an anchor given with --weak-gamma is still refused by validation).
-            anchor: self.warm_start_anchor.unwrap_or(if self.weak_gamma.is_some() {
-                0.0
-            } else {
-                preset_warm.as_ref().map_or(0.0, |w| w.anchor)
-            }),
+            anchor: self
+                .warm_start_anchor
+                .unwrap_or(if self.weak_gamma.is_some() {
+                    0.0
+                } else {
+                    preset_warm.as_ref().map_or(0.0, |w| w.anchor)
+                }),
             anchor_decay: match self.warm_start_anchor_final {
                 Some(to) => Some(AnchorDecay {
                     to,

@@ -471,6 +471,7 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     );
     let anchored = dry_run_config(&["--data-dir", dir, "--warm-start-anchor", "0.5"]);
     assert_eq!(anchored["warm_start"]["anchor"], 0.5);
+    assert_eq!(cpu["warm_start"]["anchor"], 30.0, "the preset's anchor");
     let unanchored = dry_run_config(&["--data-dir", dir, "--warm-start-anchor", "0"]);
     assert!(
         unanchored["warm_start"].get("anchor").is_none(),
@@ -502,9 +503,19 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     );
     let drifted = dry_run_config(&["--data-dir", dir, "--f-drift", "10"]);
     assert_eq!(drifted["f_drift"], 10.0);
+    assert_eq!(cpu["f_drift"], 1.0, "the preset's drift penalty");
+    let undrifted = dry_run_config(&["--data-dir", dir, "--f-drift", "0"]);
     assert!(
-        cpu.get("f_drift").is_none(),
+        undrifted.get("f_drift").is_none(),
         "no drift penalty is not written"
+    );
+    let averaged_t = dry_run_config(&["--data-dir", dir, "--t-average", "0.9"]);
+    assert_eq!(averaged_t["t_average"], 0.9);
+    assert_eq!(cpu["t_average"], 0.99, "the preset's average of T");
+    let last_iterate = dry_run_config(&["--data-dir", dir, "--t-average", "0"]);
+    assert!(
+        last_iterate.get("t_average").is_none(),
+        "no average of T is not written"
     );
     let averaged = dry_run_config(&["--data-dir", dir, "--warm-start-average", "0.999"]);
     assert_eq!(averaged["warm_start"]["average"], 0.999);
