@@ -538,9 +538,15 @@ mod tests {
         ))
         .unwrap();
         manifest.warm_start_steps = 600;
+        manifest.training_steps = 1;
         assert_eq!(
             map_title(&manifest),
             "3 -> 5: test digits x above T(x) (600 warm-start regression steps, then 1 NOT step)"
+        );
+        manifest.training_steps = 300;
+        assert_eq!(
+            map_title(&manifest),
+            "3 -> 5: test digits x above T(x) (600 warm-start regression steps, then 300 NOT steps)"
         );
         manifest.voxel.flavor = ot3d_models::voxel::Flavor::Rotated { max_degrees: 45.0 };
         assert!(map_title(&manifest).starts_with("3 -> 5, rotated: "));
