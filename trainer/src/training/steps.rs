@@ -27,12 +27,12 @@ pub fn potential_update<F: Module, const D: usize>(
 ) -> (F, f64) {
     let (f_t_x, f_y) = (score(&f, t_x), score(&f, y));
     let loss = potential_loss(f_t_x.clone(), f_y.clone(), objective.w);
-    let total = if objective.drift > 0.0 {
-        loss.clone() + drift_penalty(f_t_x, f_y, objective.drift)
+    let gradients = if objective.drift > 0.0 {
+        (loss.clone() + drift_penalty(f_t_x, f_y, objective.drift)).backward()
     } else {
-        loss.clone()
+        loss.backward()
     };
-    let grads = GradientsParams::from_grads(total.backward(), &f);
+    let grads = GradientsParams::from_grads(gradients, &f);
     let f = optimizer.step(lr, f, grads);
     (f, loss.into_scalar::<f32>() as f64)
 }
