@@ -1,6 +1,7 @@
 """PyTorch reference for `cargo xtask bench`: the same T (3D UNet) and f (3D ResNet
 potential) as ot3d's models crate, the same NOT losses and Adam updates, timed the same
-way (median of --reps steps after --warmup). Prints one JSON object on stdout."""
+way (median of --reps steps after --warmup), on the CPU or a CUDA GPU (--device cuda).
+Prints one JSON object on stdout."""
 
 import argparse
 import json
@@ -102,30 +103,49 @@ def main():
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: this PyTorch sees no CUDA GPU")
+        # Plain f32 on both sides: TF32 tensor cores would compare a 10-bit mantissa to f32.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = "cpu"
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     if args.sgemm:
         n = args.sgemm
-        a, b = torch.rand(n, n), torch.rand(n, n)
+        a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
         a @ b
+        sync()
         ms = []
         for _ in range(args.reps):
             started = time.perf_counter()
             a @ b
+            sync()
             ms.append((time.perf_counter() - started) * 1000.0)
-        print(json.dumps({"size": n, "ms": ms, "gflops": 2 * n**3 / (statistics.median(ms) / 1000) / 1e9}))
+        gflops = 2 * n**3 / (statistics.median(ms) / 1000) / 1e9
+        print(json.dumps({"size": n, "ms": ms, "gflops": gflops, "device": device_name}))
         return
     if None in (args.batch, args.t_width, args.f_width):
         parser.error("--batch, --t-width and --f-width are required (or --sgemm N)")
-    t = TransportMap(args.t_width, args.t_depth)
-    f = Potential(args.f_width, args.f_stages)
+    t = TransportMap(args.t_width, args.t_depth).to(device)
+    f = Potential(args.f_width, args.f_stages).to(device)
     opt_t = torch.optim.Adam(t.parameters(), lr=1e-4, betas=(0.9, 0.999))
     opt_f = torch.optim.Adam(f.parameters(), lr=1e-4, betas=(0.9, 0.999))
     shape = (args.batch, 3, 16, 16, 16)
     # Digit-like inputs: sparse values in [0, 1] (the timing does not depend on them).
-    batch = lambda: (torch.rand(shape) > 0.85).float() * torch.rand(shape)
+    batch = lambda: (torch.rand(shape, device=device) > 0.85).float() * torch.rand(shape, device=device)
 
     def f_step():
         x, y = batch(), batch()
@@ -155,9 +175,11 @@ def main():
         for _ in range(args.warmup):
             step()
         times = []
+        sync()
         for _ in range(args.reps):
             started = time.perf_counter()
             step()
+            sync()
             times.append((time.perf_counter() - started) * 1000.0)
         return times
 
@@ -167,6 +189,7 @@ def main():
         json.dumps(
             {
                 "framework": f"pytorch {torch.__version__}",
+                "device": device_name,
                 "threads": torch.get_num_threads(),
                 "t_step_ms": t_ms,
                 "f_step_ms": f_ms,

@@ -52,6 +52,16 @@ pub struct BenchOptions {
     pub no_torch: bool,
     /// The trainer's CPU convolution: "gemm" (its own kernels) or "burn".
     pub conv: String,
+    /// Untimed steps of each kind before the timed ones (GPUs compile and tune kernels then).
+    pub warmup: usize,
+    /// Side of the square SGEMM that measures the device's f32 limit.
+    pub sgemm_size: usize,
+    /// A prebuilt `ot3d` to time instead of building one (a machine without Rust).
+    pub ot3d: Option<PathBuf>,
+    /// A Python that already has PyTorch, instead of the virtualenv under target/bench.
+    pub python: Option<PathBuf>,
+    /// Where the PyTorch reference runs: "cpu" or "cuda".
+    pub torch_device: String,
 }
 
 fn python_in(venv: &Path) -> PathBuf {
@@ -86,6 +96,19 @@ fn ensure_torch(venv: &Path) -> Result<PathBuf> {
         "numpy",
     ]))?;
     Ok(python)
+}
+
+/// A Python given by `--python`, checked to import PyTorch.
+fn python_with_torch(python: &Path) -> Result<PathBuf> {
+    let version = output(Command::new(python).args(["-c", "import torch; print(torch.__version__)"]))
+        .with_context(|| {
+            format!(
+                "--python {}: it cannot import torch; install PyTorch into it, or leave --python out to use the bench's own virtualenv",
+                python.display()
+            )
+        })?;
+    println!("    pytorch {} in {}", version.trim(), python.display());
+    Ok(python.to_path_buf())
 }
 
 fn json_of(command: &mut Command, what: &str) -> Result<Value> {
@@ -145,13 +168,36 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
+/// The bench output directory under the target directory (made).
+fn bench_dir(root: &Path) -> Result<PathBuf> {
+    let bench_dir = target_dir(root)?.join("bench");
+    std::fs::create_dir_all(&bench_dir)
+        .with_context(|| format!("cannot create {}", bench_dir.display()))?;
+    Ok(bench_dir)
+}
+
+/// A prebuilt trainer named by `--ot3d`, checked to run.
+fn prebuilt_trainer(path: &Path) -> Result<PathBuf> {
+    if !path.is_file() {
+        bail!(
+            "--ot3d {}: no such file; build one with `cargo build --release -p ot3d-trainer --features BACKEND` and pass its path",
+            path.display()
+        );
+    }
+    output(Command::new(path).arg("--version")).with_context(|| {
+        format!(
+            "--ot3d {}: it does not run here (`ot3d --version` failed); is it built for this machine?",
+            path.display()
+        )
+    })?;
+    Ok(path.to_path_buf())
+}
+
 /// Builds the release trainer (with `backend`'s feature unless cpu); returns the bench
 /// output directory (made) and the `ot3d` binary.
 fn build_trainer(root: &Path, backend: &str) -> Result<(PathBuf, PathBuf)> {
     let target = target_dir(root)?;
-    let bench_dir = target.join("bench");
-    std::fs::create_dir_all(&bench_dir)
-        .with_context(|| format!("cannot create {}", bench_dir.display()))?;
+    let bench_dir = bench_dir(root)?;
     step("Building the trainer (release)");
     let mut build = cargo();
     build
@@ -184,11 +230,14 @@ pub fn run_gaussian(root: &Path, dims: &str, steps: u32, backend: &str) -> Resul
 
 pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let (bench_dir, ot3d) = build_trainer(root, &options.backend)?;
-    let python = if options.no_torch {
-        None
-    } else {
-        Some(ensure_torch(&bench_dir.join("venv"))?)
+    let (bench_dir, ot3d) = match &options.ot3d {
+        Some(path) => (bench_dir(root)?, prebuilt_trainer(path)?),
+        None => build_trainer(root, &options.backend)?,
+    };
+    let python = match (&options.python, options.no_torch) {
+        (_, true) => None,
+        (Some(python), false) => Some(python_with_torch(python)?),
+        (None, false) => Some(ensure_torch(&bench_dir.join("venv"))?),
     };
     let script = root.join("xtask").join("bench").join("torch_not.py");
 
@@ -202,20 +251,23 @@ pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
         let mut c = Command::new(python);
         c.arg(&script)
             .args(["--threads", &threads.to_string()])
+            .args(["--device", &options.torch_device])
             .env("OMP_NUM_THREADS", threads.to_string())
             .env("MKL_NUM_THREADS", threads.to_string());
         c
     };
 
+    let size = options.sgemm_size.to_string();
     step(&format!(
-        "Measuring the f32 GEMM limit ({threads} threads, 2048×2048)"
+        "Measuring the f32 GEMM limit ({threads} threads, {size}×{size}, backend {})",
+        options.backend
     ));
     let sgemm = json_of(
         ours().args([
             "bench",
             "sgemm",
             "--size",
-            "2048",
+            &size,
             "--reps",
             "5",
             "--backend",
@@ -226,11 +278,12 @@ pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
     let sgemm_gflops = sgemm["gflops"].as_f64().unwrap_or(f64::NAN);
     let torch_sgemm = match &python {
         Some(p) => Some(json_of(
-            torch(p).args(["--sgemm", "2048", "--reps", "5"]),
+            torch(p).args(["--sgemm", &size, "--reps", "5"]),
             "the PyTorch SGEMM",
         )?),
         None => None,
     };
+    let warmup = options.warmup.to_string();
 
     let ot3d_row = |batch: &str, width: &str, reps: &str| {
         json_of(
@@ -245,6 +298,8 @@ pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
                 width,
                 "--reps",
                 reps,
+                "--warmup",
+                &warmup,
                 "--backend",
                 &options.backend,
                 "--conv",
@@ -285,6 +340,8 @@ pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
                         &w,
                         "--reps",
                         &r,
+                        "--warmup",
+                        &warmup,
                     ]),
                     "the PyTorch reference",
                 )?;
@@ -305,6 +362,7 @@ pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
     let report = json!({
         "machine": { "cpu": cpu_model(), "threads": threads },
         "backend": options.backend,
+        "torch_device": torch_sgemm.as_ref().map(|s| s["device"].clone()),
         "conv": options.conv,
         "sgemm": { "ot3d_gemm": sgemm, "pytorch": torch_sgemm },
         "rows": rows,
@@ -360,14 +418,23 @@ pub fn table(report: &Value) -> String {
         .as_f64()
         .unwrap_or(f64::NAN);
     let torch_sgemm = report["sgemm"]["pytorch"]["gflops"].as_f64();
+    let backend = report["backend"].as_str().unwrap_or("?");
+    let size = &report["sgemm"]["ot3d_gemm"]["size"];
+    let torch_device = report["torch_device"]
+        .as_str()
+        .map_or(String::new(), |d| format!(", PyTorch on {d}"));
     let mut out = format!(
-        "{} ({} threads), backend {}{}\nSGEMM 2048³: gemm crate (burn's CPU backend) {:.1} GFLOP/s{}\n\n",
+        "{} ({} threads), backend {backend}{}{torch_device}\nSGEMM {size}³ f32: {} {:.1} GFLOP/s{}\n\n",
         report["machine"]["cpu"].as_str().unwrap_or("?"),
         report["machine"]["threads"],
-        report["backend"].as_str().unwrap_or("?"),
-        match (report["backend"].as_str(), report["conv"].as_str()) {
-            (Some("cpu"), Some(conv)) => format!(", {conv} conv3d"),
+        match (backend, report["conv"].as_str()) {
+            ("cpu", Some(conv)) | (_, Some(conv @ "im2col")) => format!(", {conv} conv3d"),
             _ => String::new(),
+        },
+        if backend == "cpu" {
+            "gemm crate (burn's CPU backend)".to_string()
+        } else {
+            format!("burn's matmul on {backend}")
         },
         sgemm,
         torch_sgemm.map_or(String::new(), |g| format!(", PyTorch {g:.1} GFLOP/s")),
@@ -488,7 +555,7 @@ mod tests {
             "machine": {"cpu": "test cpu", "threads": 2},
             "backend": "cpu",
             "conv": "gemm",
-            "sgemm": {"ot3d_gemm": {"gflops": 20.0}, "pytorch": null},
+            "sgemm": {"ot3d_gemm": {"gflops": 20.0, "size": 2048}, "pytorch": null},
             "rows": [row, without],
         });
         let text = table(&report);
@@ -496,9 +563,42 @@ mod tests {
             text.contains("test cpu (2 threads), backend cpu, gemm conv3d"),
             "{text}"
         );
+        assert!(
+            text.contains("SGEMM 2048³ f32: gemm crate (burn's CPU backend) 20.0 GFLOP/s"),
+            "{text}"
+        );
         assert!(text.contains("8×4"));
         assert!(
             text.contains("0.50") && text.contains("50%") && text.contains("2 MiB"),
+            "{text}"
+        );
+        let on_gpu = json!({
+            "machine": {"cpu": "test cpu", "threads": 16},
+            "backend": "vulkan",
+            "torch_device": "NVIDIA H200",
+            "conv": "gemm",
+            "sgemm": {"ot3d_gemm": {"gflops": 2e4, "size": 8192}, "pytorch": {"gflops": 5e4}},
+            "rows": [],
+        });
+        let gpu_text = table(&on_gpu);
+        assert!(
+            gpu_text.contains("backend vulkan, PyTorch on NVIDIA H200\nSGEMM 8192³ f32: burn's matmul on vulkan 20000.0 GFLOP/s, PyTorch 50000.0 GFLOP/s"),
+            "{gpu_text}"
+        );
+    }
+
+    #[test]
+    fn a_missing_prebuilt_trainer_or_python_is_named_with_the_fix() {
+        let err = prebuilt_trainer(Path::new("/nonexistent/ot3d")).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("--ot3d /nonexistent/ot3d") && text.contains("cargo build --release"),
+            "{text}"
+        );
+        let err = python_with_torch(Path::new("/nonexistent/python3")).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("--python /nonexistent/python3") && text.contains("cannot import torch"),
             "{text}"
         );
     }

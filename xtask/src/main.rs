@@ -36,9 +36,27 @@ enum Command {
         /// Skip the PyTorch reference (no virtualenv, no download).
         #[arg(long)]
         no_torch: bool,
-        /// The trainer's CPU convolution: its im2col + GEMM kernels, or burn's conv3d (before).
-        #[arg(long, default_value = "gemm", value_parser = ["gemm", "burn"])]
+        /// The trainer's convolution: its CPU im2col + GEMM kernels, burn's conv3d (before), or
+        /// im2col + matmul in burn's tensor ops (any device).
+        #[arg(long, default_value = "gemm", value_parser = ["gemm", "burn", "im2col"])]
         conv: String,
+        /// Untimed steps of each kind first (GPUs compile and tune their kernels then).
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Side of the square f32 matmul that measures the device's limit (8192 on a GPU).
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u16).range(16..=16384))]
+        sgemm_size: u16,
+        /// Time this prebuilt `ot3d` instead of building one (e.g. on a GPU server without
+        /// Rust: build it with `--features vulkan` elsewhere and copy it there).
+        #[arg(long)]
+        ot3d: Option<std::path::PathBuf>,
+        /// A Python that already has PyTorch (e.g. a GPU server's), instead of the
+        /// virtualenv the bench makes under target/bench.
+        #[arg(long)]
+        python: Option<std::path::PathBuf>,
+        /// Where the PyTorch reference runs (cuda: a GPU; TF32 off, so both sides are f32).
+        #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+        torch_device: String,
     },
     /// Known-answer OT benchmark: NOT with MLPs between two Gaussians whose OT map is known;
     /// L2-UV (%) per dimension, table and target/bench/gaussian.json (not part of the tests).
@@ -82,6 +100,11 @@ fn main() -> ExitCode {
             backend,
             no_torch,
             conv,
+            warmup,
+            sgemm_size,
+            ot3d,
+            python,
+            torch_device,
         } => bench::parse_rows(&rows).and_then(|rows| {
             bench::run_bench(
                 &root,
@@ -91,6 +114,11 @@ fn main() -> ExitCode {
                     backend,
                     no_torch,
                     conv,
+                    warmup,
+                    sgemm_size: sgemm_size.into(),
+                    ot3d,
+                    python,
+                    torch_device,
                 },
             )
         }),

@@ -25,8 +25,14 @@ impl GlueTarget {
     }
 }
 
-/// The cargo target directory (honours CARGO_TARGET_DIR and config).
+/// The cargo target directory (honours CARGO_TARGET_DIR and config). CARGO_TARGET_DIR,
+/// when set, is taken as is, so a machine without cargo (a GPU server running a prebuilt
+/// bench) can name one.
 pub fn target_dir(root: &Path) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        return std::path::absolute(&dir)
+            .with_context(|| format!("CARGO_TARGET_DIR {dir:?} is not a usable path"));
+    }
     let json =
         output(
             cargo()
