@@ -37,14 +37,48 @@ pub fn device(backend: Backend) -> Result<Device, String> {
     match backend {
         Backend::Cpu => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
-        Backend::Wgpu => Ok(Device::wgpu(Default::default())),
+        Backend::Wgpu => wgpu_device(backend),
         #[cfg(feature = "vulkan")]
-        Backend::Vulkan => Ok(Device::vulkan(Default::default())),
+        Backend::Vulkan => wgpu_device(backend),
         #[cfg(feature = "cuda")]
         Backend::Cuda => Ok(Device::cuda(0)),
         #[allow(unreachable_patterns)]
         other => Err(not_built(other)),
     }
+}
+
+/// The wgpu runtime's device for `backend` (wgpu: the API wgpu settles on; vulkan: pinned to
+/// Vulkan), brought up once per process. burn's lazy `Device::wgpu` panics on another thread
+/// at the first tensor when the machine has no adapter; this asks first and says what to do.
+#[cfg(any(feature = "wgpu", feature = "vulkan"))]
+fn wgpu_device(backend: Backend) -> Result<Device, String> {
+    use burn::tensor::wgpu::WgpuBackend;
+    use std::sync::OnceLock;
+    static WGPU: OnceLock<Result<Device, String>> = OnceLock::new();
+    static VULKAN: OnceLock<Result<Device, String>> = OnceLock::new();
+    let (cell, api) = match backend {
+        Backend::Vulkan => (&VULKAN, WgpuBackend::Vulkan),
+        _ => (&WGPU, WgpuBackend::Auto),
+    };
+    cell.get_or_init(|| {
+        Device::wgpu_options()
+            .graphics_api(api)
+            .init()
+            .map_err(|e| no_gpu(backend, &e.to_string()))
+    })
+    .clone()
+}
+
+/// Why `backend` has no device here, and how to get one.
+pub fn no_gpu(backend: Backend, why: &str) -> String {
+    format!(
+        "no GPU device for --backend {0}: {why}. The machine needs a Vulkan driver and the Vulkan \
+         loader: on Debian/Ubuntu `apt-get install libvulkan1` plus the GPU vendor's driver (NVIDIA's \
+         ships nvidia_icd.json; point VK_DRIVER_FILES at it if the loader does not find it), or \
+         mesa-vulkan-drivers for a CPU one; `vulkaninfo --summary` lists what the loader sees. \
+         Or train on the CPU with --backend cpu",
+        backend.name()
+    )
 }
 
 /// Runs `init` (which draws initial weights on `device`) right after seeding it with

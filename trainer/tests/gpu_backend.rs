@@ -115,3 +115,35 @@ fn the_cli_accepts_the_wgpu_backend() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With no driver the loader can find (Vulkan pointed at a missing ICD, EGL at no vendor),
+/// `--backend wgpu` ends with an error naming the missing driver and the fix, not a panic.
+#[test]
+fn no_gpu_adapter_is_a_clear_error() {
+    let missing = "/nonexistent/ot3d-no-driver.json";
+    let out = Command::new(env!("CARGO_BIN_EXE_ot3d"))
+        .args([
+            "bench",
+            "sgemm",
+            "--size",
+            "16",
+            "--reps",
+            "1",
+            "--backend",
+            "wgpu",
+        ])
+        .env("VK_DRIVER_FILES", missing)
+        .env("VK_ICD_FILENAMES", missing)
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it found a GPU: {stderr}");
+    assert!(
+        stderr.contains("no GPU device for --backend wgpu")
+            && stderr.contains("VK_DRIVER_FILES")
+            && stderr.contains("--backend cpu")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
