@@ -128,8 +128,9 @@ pub struct BenchStepsArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
-    /// The CPU convolution: ot3d's im2col + GEMM kernels (what training uses) or burn's own
-    /// conv3d (for A/B figures). GPU backends always use burn's.
+    /// The convolution: ot3d's im2col + GEMM kernels on the CPU and burn's conv3d on GPUs (what
+    /// training uses), burn's conv3d everywhere, or im2col + one matmul in burn's tensor ops
+    /// everywhere (for A/B figures).
     #[arg(long, value_enum, default_value = "gemm")]
     pub conv: ConvArg,
 }
@@ -141,6 +142,9 @@ pub enum ConvArg {
     Gemm,
     /// burn 0.22's Flex conv3d and leaky ReLU with their default backward.
     Burn,
+    /// im2col (k³ strided views stacked) and one batched matmul, in burn's tensor ops, so
+    /// its backward is burn's autodiff; on every device.
+    Im2col,
 }
 
 impl ConvArg {
@@ -148,6 +152,7 @@ impl ConvArg {
         match self {
             ConvArg::Gemm => "gemm",
             ConvArg::Burn => "burn",
+            ConvArg::Im2col => "im2col",
         }
     }
 }

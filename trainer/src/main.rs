@@ -544,8 +544,10 @@ fn bench_steps(args: &BenchStepsArgs) -> Result<()> {
         reps: args.reps as usize,
     };
     ot3d_models::nets::gemm_conv::set_enabled(args.conv == ConvArg::Gemm);
+    ot3d_models::nets::im2col_conv::set_enabled(args.conv == ConvArg::Im2col);
     let label = match backend {
         Backend::Cpu => format!("cpu, {} conv", args.conv.name()),
+        _ if args.conv == ConvArg::Im2col => format!("{}, im2col conv", backend.name()),
         _ => backend.name().to_string(),
     };
     let row = ot3d_trainer::bench::measure_steps(&request, &device, &label);

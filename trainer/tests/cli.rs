@@ -657,3 +657,40 @@ fn export_digits_writes_the_page_gallery_of_test_digits() {
         stderr(&too_many)
     );
 }
+
+/// `ot3d bench steps` prints one JSON row per convolution route, and names the route it timed.
+#[test]
+fn bench_steps_times_each_convolution_route() {
+    for (conv, framework) in [
+        ("gemm", "cpu, gemm conv"),
+        ("burn", "cpu, burn conv"),
+        ("im2col", "cpu, im2col conv"),
+    ] {
+        let out = ot3d(&[
+            "bench",
+            "steps",
+            "--batch",
+            "2",
+            "--t-width",
+            "2",
+            "--t-depth",
+            "1",
+            "--f-width",
+            "2",
+            "--f-stages",
+            "1",
+            "--reps",
+            "1",
+            "--conv",
+            conv,
+        ]);
+        assert!(out.status.success(), "{conv}: {}", stderr(&out));
+        let row: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{conv}: {e}"));
+        assert!(
+            row["framework"].as_str().unwrap().contains(framework),
+            "{conv}: {row}"
+        );
+        assert!(row["t_step_median_ms"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}

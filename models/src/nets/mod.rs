@@ -8,6 +8,7 @@ pub mod classifier_weights;
 pub mod flops;
 #[cfg(feature = "gemm-conv")]
 pub mod gemm_conv;
+pub mod im2col_conv;
 mod potential;
 mod resample;
 mod transport;
@@ -19,20 +20,37 @@ pub use resample::{avg_pool2, upsample_nearest2};
 pub use transport::{NoiseLayout, TransportMap, TransportMapConfig, gaussian_noise, noise_values};
 
 use burn::module::Module;
+use burn::nn::PaddingConfig3d;
 use burn::nn::conv::Conv3d;
 use burn::tensor::Tensor;
 
 /// `conv.forward(x)`: through the GEMM kernels on the CPU device where the trainer built them
-/// in (feature `gemm-conv`), burn's conv3d everywhere else.
+/// in (feature `gemm-conv`); elsewhere through im2col + matmul where that route is turned on
+/// ([`im2col_conv::set_enabled`]), else burn's conv3d.
 pub(crate) fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
     #[cfg(feature = "gemm-conv")]
-    {
-        gemm_conv::conv3d(conv, x)
+    if gemm_conv::takes(conv, &x) {
+        return gemm_conv::conv3d(conv, x);
     }
-    #[cfg(not(feature = "gemm-conv"))]
-    {
+    if im2col_conv::enabled() {
+        im2col_conv::conv3d(conv, x)
+    } else {
         conv.forward(x)
     }
+}
+
+/// The one stride and symmetric padding of `conv` on every axis, if it has them (cubic kernel,
+/// no dilation, one group, explicit padding): the geometries ot3d's convolutions run.
+pub(crate) fn uniform_geometry(conv: &Conv3d) -> Option<(usize, usize)> {
+    let [s0, s1, s2] = conv.stride;
+    let [k0, k1, k2] = conv.kernel_size;
+    let padding = match conv.padding {
+        PaddingConfig3d::Explicit(a, b, c) if a == b && b == c => a,
+        PaddingConfig3d::Valid => 0,
+        _ => return None,
+    };
+    (s0 == s1 && s1 == s2 && k0 == k1 && k1 == k2 && conv.dilation == [1, 1, 1] && conv.groups == 1)
+        .then_some((s0, padding))
 }
 
 /// `leaky_relu(x, slope)`: one fused op on the CPU device where the trainer built the kernels

@@ -10,6 +10,7 @@ mod leaky_relu;
 
 pub use leaky_relu::leaky_relu;
 
+use super::uniform_geometry;
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -19,7 +20,6 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::nn::PaddingConfig3d;
 use burn::nn::conv::Conv3d;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use kernels::ConvGeometry;
@@ -165,20 +165,6 @@ impl<C: CheckpointStrategy> GemmConvBackend for Autodiff<Flex, C> {
     }
 }
 
-/// The one stride and symmetric padding of `conv` on every axis, if the GEMM kernels can run it
-/// (cubic kernel, no dilation, one group, explicit padding).
-fn uniform_geometry(conv: &Conv3d) -> Option<(usize, usize)> {
-    let [s0, s1, s2] = conv.stride;
-    let [k0, k1, k2] = conv.kernel_size;
-    let padding = match conv.padding {
-        PaddingConfig3d::Explicit(a, b, c) if a == b && b == c => a,
-        PaddingConfig3d::Valid => 0,
-        _ => return None,
-    };
-    (s0 == s1 && s1 == s2 && k0 == k1 && k1 == k2 && conv.dilation == [1, 1, 1] && conv.groups == 1)
-        .then_some((s0, padding))
-}
-
 /// The stride and padding the GEMM kernels would run `conv` on `x` with; `None` where burn's
 /// conv3d runs it (turned off, another device or dtype, a geometry they do not cover).
 fn gemm_geometry(conv: &Conv3d, x: &Tensor<5>) -> Option<(usize, usize)> {
@@ -209,6 +195,11 @@ pub fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
         }
         None => y,
     }
+}
+
+/// Whether [`conv3d`] runs `conv` on `x` through the GEMM kernels (not burn's conv3d).
+pub fn takes(conv: &Conv3d, x: &Tensor<5>) -> bool {
+    gemm_geometry(conv, x).is_some()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use super::*;
 use burn::module::{Module, Param};
 
+use burn::nn::PaddingConfig3d;
 use burn::nn::conv::Conv3dConfig;
 use burn::tensor::Distribution;
 
