@@ -614,9 +614,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     voxel: VoxelArgs,
     /// The recipe every setting below starts from; a flag given overrides its setting.
-    /// cpu-3to5: the shipped maps' (width 8, batch 32, 1800 warm-start regression steps on
+    /// cpu-3to5: the shipped maps' (width 8, T three levels deep, batch 32, 1800 warm-start regression steps on
     /// exact OT pairs, then 300 NOT steps anchored to them with a drift-penalized potential
-    /// and T's weights averaged; ~11 min on 2 cores). gpu-3to5: the NOT reference
+    /// and T's weights averaged; ~10 min on 2 cores). gpu-3to5: the NOT reference
     /// (width 16, batch 64, K_T 10, 10,000 outer steps) for GPU servers.
     #[arg(long, value_enum, default_value = "cpu-3to5")]
     pub preset: PresetArg,
