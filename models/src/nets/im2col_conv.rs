@@ -69,29 +69,9 @@ pub fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nets::conv_test_support::{assert_close, conv};
     use burn::module::Param;
-    use burn::nn::PaddingConfig3d;
-    use burn::nn::conv::Conv3dConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn conv(channels: [usize; 2], kernel: usize, stride: usize, padding: usize) -> Conv3d {
-        Conv3dConfig::new(channels, [kernel; 3])
-            .with_stride([stride; 3])
-            .with_padding(PaddingConfig3d::Explicit(padding, padding, padding))
-            .init(&Device::flex())
-    }
-
-    fn assert_close(a: Tensor<5>, b: Tensor<5>, what: &str) {
-        let a = a.into_data().try_to_vec::<f32>().unwrap();
-        let b = b.into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(a.len(), b.len(), "{what}: lengths");
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                "{what}[{i}]: {x} vs burn's {y}"
-            );
-        }
-    }
 
     /// ∂⟨r, conv(x)⟩ with respect to x, weight and bias.
     fn gradients(
@@ -121,10 +101,10 @@ mod tests {
     fn im2col_matches_burns_conv3d_forward_and_backward() {
         let device = Device::flex();
         for (conv, shape) in [
-            (conv([3, 4], 3, 1, 1), [2, 3, 6, 5, 7]),
-            (conv([4, 6], 3, 2, 1), [3, 4, 8, 8, 8]),
-            (conv([5, 2], 3, 2, 1), [2, 5, 5, 6, 3]),
-            (conv([4, 3], 1, 1, 0), [2, 4, 4, 4, 4]),
+            (conv([3, 4], 3, 1, 1, true), [2, 3, 6, 5, 7]),
+            (conv([4, 6], 3, 2, 1, true), [3, 4, 8, 8, 8]),
+            (conv([5, 2], 3, 2, 1, true), [2, 5, 5, 6, 3]),
+            (conv([4, 3], 1, 1, 0, true), [2, 4, 4, 4, 4]),
         ] {
             let what = format!("{shape:?}");
             let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device);

@@ -5,6 +5,8 @@
 pub mod burnpack;
 mod classifier;
 pub mod classifier_weights;
+#[cfg(test)]
+mod conv_test_support;
 pub mod flops;
 #[cfg(feature = "gemm-conv")]
 pub mod gemm_conv;

@@ -1,29 +1,10 @@
 use super::*;
 use burn::module::{Module, Param};
 
+use crate::nets::conv_test_support::{assert_close, conv};
 use burn::nn::PaddingConfig3d;
 use burn::nn::conv::Conv3dConfig;
 use burn::tensor::Distribution;
-
-fn conv(channels: [usize; 2], kernel: usize, stride: usize, padding: usize, bias: bool) -> Conv3d {
-    Conv3dConfig::new(channels, [kernel; 3])
-        .with_stride([stride; 3])
-        .with_padding(PaddingConfig3d::Explicit(padding, padding, padding))
-        .with_bias(bias)
-        .init(&Device::flex())
-}
-
-fn assert_close(a: Tensor<5>, b: Tensor<5>, what: &str) {
-    let a = a.into_data().try_to_vec::<f32>().unwrap();
-    let b = b.into_data().try_to_vec::<f32>().unwrap();
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!(
-            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-            "{what}[{i}]: {x} vs burn's {y}"
-        );
-    }
-}
 
 fn geometries() -> Vec<(Conv3d, [usize; 5])> {
     vec![
