@@ -168,9 +168,9 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// The bench output directory under the target directory (made).
-fn bench_dir(root: &Path) -> Result<PathBuf> {
-    let bench_dir = target_dir(root)?.join("bench");
+/// The bench output directory under the cargo target directory `target` (made).
+fn bench_dir(target: &Path) -> Result<PathBuf> {
+    let bench_dir = target.join("bench");
     std::fs::create_dir_all(&bench_dir)
         .with_context(|| format!("cannot create {}", bench_dir.display()))?;
     Ok(bench_dir)
@@ -197,7 +197,7 @@ fn prebuilt_trainer(path: &Path) -> Result<PathBuf> {
 /// output directory (made) and the `ot3d` binary.
 fn build_trainer(root: &Path, backend: &str) -> Result<(PathBuf, PathBuf)> {
     let target = target_dir(root)?;
-    let bench_dir = bench_dir(root)?;
+    let bench_dir = bench_dir(&target)?;
     step("Building the trainer (release)");
     let mut build = cargo();
     build
@@ -231,7 +231,7 @@ pub fn run_gaussian(root: &Path, dims: &str, steps: u32, backend: &str) -> Resul
 pub fn run_bench(root: &Path, options: &BenchOptions) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let (bench_dir, ot3d) = match &options.ot3d {
-        Some(path) => (bench_dir(root)?, prebuilt_trainer(path)?),
+        Some(path) => (bench_dir(&target_dir(root)?)?, prebuilt_trainer(path)?),
         None => build_trainer(root, &options.backend)?,
     };
     let python = match (&options.python, options.no_torch) {
