@@ -80,6 +80,22 @@ pub struct Cost {
     pub random_pairing: f64,
     /// Pairs in the exact problem.
     pub pairs: usize,
+    /// Exact discrete OT per pair at smaller samples of the same digits, then the full
+    /// one: empirical OT between finite samples overestimates the OT cost between the
+    /// distributions, the more so the fewer the samples, so a falling curve says how far
+    /// `exact_ot` still sits above what a perfect map would pay.
+    #[serde(default)]
+    pub exact_ot_by_pairs: Vec<OtAtSize>,
+}
+
+/// Exact discrete OT cost per pair between `pairs` source and `pairs` target digits,
+/// averaged over disjoint blocks of that size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OtAtSize {
+    pub pairs: usize,
+    pub cost: f64,
+    /// Disjoint blocks averaged.
+    pub blocks: usize,
 }
 
 /// Mean cosine similarity of each input x to what it is paired with: how much of the
@@ -462,6 +478,20 @@ pub fn transport_costs(
         .sum::<f64>()
         / n as f64;
     let random_pairing = matrix.iter().sum::<f64>() / (n * n) as f64;
+    // Blocks of random digits: the inputs come sorted by color, and a block of one color's
+    // inputs against mixed targets would measure color mismatch, not sample size.
+    let mut exact_ot_by_pairs = exact_ot_in_blocks(
+        &matrix,
+        n,
+        &[8, 4, 2],
+        &shuffled(n, BLOCK_SEED),
+        &shuffled(n, BLOCK_SEED + 1),
+    );
+    exact_ot_by_pairs.push(OtAtSize {
+        pairs: n,
+        cost: exact_ot,
+        blocks: 1,
+    });
     let mapped = inputs.len() / GRID_LEN;
     let similarity = Similarity {
         map: mean_similarity(inputs, outputs, mapped, |i| i),
@@ -474,9 +504,67 @@ pub fn transport_costs(
             exact_ot,
             random_pairing,
             pairs: n,
+            exact_ot_by_pairs,
         },
         similarity,
     )
+}
+
+/// Seed of the orders that cut the sample-size blocks.
+const BLOCK_SEED: u64 = 0x6f74_626c;
+
+/// `0..n` in a random order fixed by `seed`.
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = ot3d_models::rng::SeedRng::new(seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    order
+}
+
+/// Exact OT per pair within `k` disjoint blocks of the `[n, n]` cost matrix (the b-th
+/// `n/k` sources of `rows` against the b-th `n/k` targets of `cols`), averaged, for each
+/// `k` of `splits` that leaves at least 2 pairs per block.
+fn exact_ot_in_blocks(
+    matrix: &[f64],
+    n: usize,
+    splits: &[usize],
+    rows: &[usize],
+    cols: &[usize],
+) -> Vec<OtAtSize> {
+    splits
+        .iter()
+        .filter(|&&k| k > 0 && n / k >= 2)
+        .map(|&k| {
+            let m = n / k;
+            let total: f64 = (0..k)
+                .map(|block| {
+                    let first = block * m;
+                    let sub: Vec<f64> = rows[first..first + m]
+                        .iter()
+                        .flat_map(|&i| {
+                            cols[first..first + m]
+                                .iter()
+                                .map(move |&j| matrix[i * n + j])
+                        })
+                        .collect();
+                    let assignment = min_cost_assignment(&sub, m);
+                    assignment
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &j)| sub[i * m + j])
+                        .sum::<f64>()
+                        / m as f64
+                })
+                .sum();
+            OtAtSize {
+                pairs: m,
+                cost: total / k as f64,
+                blocks: k,
+            }
+        })
+        .collect()
 }
 
 /// "N NOT steps", with the warm start's regression steps when there were any.
@@ -535,6 +623,18 @@ pub fn table(report: &EvalReport) -> String {
         "cost ‖x−y‖²/D   T(x) {:.5}   exact OT {:.5}   random pairing {:.5}   ({} pairs)\n",
         report.cost.map, report.cost.exact_ot, report.cost.random_pairing, report.cost.pairs
     );
+    if report.cost.exact_ot_by_pairs.len() > 1 {
+        let sizes: Vec<String> = report
+            .cost
+            .exact_ot_by_pairs
+            .iter()
+            .map(|at| format!("{} pairs {:.5}", at.pairs, at.cost))
+            .collect();
+        out += &format!(
+            "exact OT by sample size (fewer pairs overestimate more)   {}\n",
+            sizes.join("   ")
+        );
+    }
     out += &format!(
         "diversity (mean pairwise ‖a−b‖²/D)   outputs {:.5}   real targets {:.5}   ratio {:.2}\n",
         report.diversity.outputs,
@@ -710,6 +810,54 @@ mod tests {
         let diagonal: f64 = (0..6).map(|i| direct(i, i)).sum::<f64>() / 6.0;
         assert!(cost.exact_ot <= diagonal + 1e-6);
         assert_eq!(cost.pairs, 6);
+        // Sample sizes 6/2 = 3 (two blocks), then all 6.
+        let sizes: Vec<(usize, usize)> = cost
+            .exact_ot_by_pairs
+            .iter()
+            .map(|at| (at.pairs, at.blocks))
+            .collect();
+        assert_eq!(sizes, vec![(3, 2), (6, 1)]);
+        assert_eq!(cost.exact_ot_by_pairs[1].cost, cost.exact_ot);
+    }
+
+    #[test]
+    fn exact_ot_of_smaller_samples_overestimates() {
+        // One set of points on a line against a shuffled copy: all n pairs cost nothing,
+        // but blocks of the first n/k against the first n/k of the shuffle do not contain
+        // each other's points, so they pay. Block costs by hand: points 0..8 at value i,
+        // cost (a − b)², targets in the order 4 5 6 7 0 1 2 3.
+        let n = 8;
+        let order = [4usize, 5, 6, 7, 0, 1, 2, 3];
+        let matrix: Vec<f64> = (0..n)
+            .flat_map(|i| {
+                order
+                    .iter()
+                    .map(move |&j| ((i as f64) - (j as f64)).powi(2))
+            })
+            .collect();
+        let identity: Vec<usize> = (0..n).collect();
+        let at = exact_ot_in_blocks(&matrix, n, &[4, 2, 1, 16], &identity, &identity);
+        // k = 16 leaves fewer than 2 pairs per block: skipped.
+        assert_eq!(at.len(), 3);
+        // k = 4: blocks {0,1}→{4,5}, {2,3}→{6,7}, {4,5}→{0,1}, {6,7}→{2,3}: 16 per pair.
+        assert_eq!((at[0].pairs, at[0].blocks, at[0].cost), (2, 4, 16.0));
+        // k = 2: {0..3}→{4..7} and back: 16 per pair too.
+        assert_eq!((at[1].pairs, at[1].cost), (4, 16.0));
+        // All 8: each point finds itself.
+        assert_eq!((at[2].pairs, at[2].cost), (8, 0.0));
+        // Blocks cut by orders that keep each point with its copy cost nothing at any size.
+        // (Column c holds point order[c]; the shift by 4 is its own inverse, so point i
+        // sits in column order[i].)
+        let copies = order.to_vec();
+        let matched = exact_ot_in_blocks(&matrix, n, &[4, 2], &identity, &copies);
+        assert!(matched.iter().all(|at| at.cost == 0.0), "{matched:?}");
+        // The orders that cut blocks are permutations, fixed by their seed.
+        let order = shuffled(50, 7);
+        assert_eq!(order, shuffled(50, 7));
+        assert_ne!(order, shuffled(50, 8));
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! chosen by a number, never written in advance).
 
 use super::baseline::Baseline;
-use super::evaluate::{EvalReport, Row, report_training};
+use super::evaluate::{Cost, EvalReport, Row, report_training};
 use ot3d_models::nets::classifier_weights::ClassifierManifest;
 
 fn pct(v: f64) -> String {
@@ -73,6 +73,13 @@ pub fn results_markdown(
         div.real_targets,
         diversity_ratio
     );
+    if cost.exact_ot_by_pairs.len() > 1 {
+        md += "| exact OT by sample size | pairs | blocks averaged | cost per pair |\n| --- | --- | --- | --- |\n";
+        for at in &cost.exact_ot_by_pairs {
+            md += &format!("| | {} | {} | {:.5} |\n", at.pairs, at.blocks, at.cost);
+        }
+        md += "\n";
+    }
     if let Some(sim) = &report.similarity {
         md += &format!(
             "Similarity to the input (mean cosine of x with…): T(x) {:.3}, its exact-OT partner \
@@ -130,8 +137,11 @@ pub fn results_markdown(
     };
     md += &format!(
         "**Do outputs keep the input's shape?** Mean cost x → T(x) is {:.5}, exact OT between \
-         real test {s}s and {t}s is {:.5}, random pairing {:.5}: {shape_sentence}.\n\n",
-        cost.map, cost.exact_ot, cost.random_pairing
+         real test {s}s and {t}s is {:.5}, random pairing {:.5}: {shape_sentence}.{}\n\n",
+        cost.map,
+        cost.exact_ot,
+        cost.random_pairing,
+        sample_size_sentence(cost)
     );
     if let Some(b) = &report.baseline {
         md += &baseline_answer(b, s, t);
@@ -480,10 +490,30 @@ pub fn gamma_series_markdown(reports: &[EvalReport], figures: &[String]) -> Stri
     md
 }
 
+/// When exact OT over fewer pairs costs more, a sentence saying so: the finite-sample
+/// figure then overestimates the distributions' OT cost, which a perfect map would pay.
+fn sample_size_sentence(cost: &Cost) -> String {
+    match (
+        cost.exact_ot_by_pairs.first(),
+        cost.exact_ot_by_pairs.last(),
+    ) {
+        (Some(small), Some(full)) if small.pairs < full.pairs && small.cost > full.cost => {
+            format!(
+                " Exact OT over fewer pairs costs more ({} pairs: {:.5}, {} pairs: {:.5}): \
+                 a finite sample overestimates the OT cost between the two distributions, \
+                 which is what a perfect map would pay, so part of any gap below the {}-pair \
+                 figure is that bias.",
+                small.pairs, small.cost, full.pairs, full.cost, full.pairs
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::evaluate::{Cost, Diversity, Fid};
+    use crate::eval::evaluate::{Cost, Diversity, Fid, OtAtSize};
     use ot3d_models::nets::burnpack::Precision;
     use ot3d_models::nets::classifier_weights::ClassifierShape;
     use ot3d_models::voxel::VoxelConfig;
@@ -517,6 +547,7 @@ mod tests {
                 exact_ot: 0.02,
                 random_pairing: 0.05,
                 pairs: 4,
+                exact_ot_by_pairs: Vec::new(),
             },
             diversity: Diversity {
                 outputs: 0.001,
@@ -721,6 +752,34 @@ mod tests {
             md.contains("(8 draws of z for each of 64 inputs)") && md.contains("0.00200, 0.050 of"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn the_exact_ot_sample_size_curve_appears_when_measured() {
+        let plain = results_markdown(&report(0.97, 1.0, 0.005), &classifier(), &[]);
+        assert!(!plain.contains("by sample size") && !plain.contains("fewer pairs"));
+        let mut measured = report(0.97, 1.0, 0.005);
+        let at = |pairs, blocks, cost| OtAtSize {
+            pairs,
+            blocks,
+            cost,
+        };
+        measured.cost.exact_ot_by_pairs = vec![at(2, 2, 0.03), at(4, 1, 0.02)];
+        let md = results_markdown(&measured, &classifier(), &[]);
+        assert!(
+            md.contains("| | 2 | 2 | 0.03000 |\n| | 4 | 1 | 0.02000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "Exact OT over fewer pairs costs more (2 pairs: 0.03000, 4 pairs: 0.02000)"
+            ),
+            "{md}"
+        );
+        // A curve that does not fall gets the table but not the sentence.
+        measured.cost.exact_ot_by_pairs = vec![at(2, 2, 0.01), at(4, 1, 0.02)];
+        let md = results_markdown(&measured, &classifier(), &[]);
+        assert!(md.contains("| | 2 | 2 | 0.01000 |") && !md.contains("fewer pairs costs more"));
     }
 
     #[test]
