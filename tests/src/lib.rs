@@ -4,6 +4,19 @@
 use ot3d_models::mnist::{LabeledImages, MNIST_FILES, MnistFile, Split};
 use std::path::PathBuf;
 
+/// The smallest networks `ot3d train` and `ot3d bench steps` take, as flags: tests that run
+/// the binary train these in a second or two.
+pub const TINY_NETS: [&str; 8] = [
+    "--t-width",
+    "2",
+    "--t-depth",
+    "1",
+    "--f-width",
+    "2",
+    "--f-stages",
+    "1",
+];
+
 pub fn repo_root() -> PathBuf {
     xtask::repo_root()
 }

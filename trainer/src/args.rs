@@ -110,7 +110,7 @@ pub struct BenchStepsArgs {
     /// Channels of T at full resolution.
     #[arg(long, default_value_t = 16)]
     pub t_width: usize,
-    /// Levels of T's UNet below full resolution (1-3).
+    /// Levels of T's UNet below full resolution (1-4).
     #[arg(long, default_value_t = 2)]
     pub t_depth: usize,
     /// Channels of f's first stage.
@@ -648,7 +648,7 @@ pub struct TrainArgs {
     /// Channels of T at full resolution [default: the preset's].
     #[arg(long)]
     t_width: Option<usize>,
-    /// Levels of T's UNet below full resolution, 1-3 [default: the preset's].
+    /// Levels of T's UNet below full resolution, 1-4 [default: the preset's].
     #[arg(long)]
     t_depth: Option<usize>,
     /// Channels of f's first stage [default: the preset's].
@@ -740,6 +740,12 @@ pub struct TrainArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
+    /// Data-parallel training on these devices of --backend, by index (e.g. 0,1,2,3 for
+    /// four GPUs): every gradient step splits its batch evenly over them and sums their
+    /// gradients on the first. The batch size must be a multiple of their number. On the
+    /// CPU every index is the same processor (a check of the mechanism, not a speed-up).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub devices: Vec<usize>,
     /// No progress bar (for logs and CI).
     #[arg(long)]
     pub quiet: bool,

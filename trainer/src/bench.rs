@@ -4,6 +4,7 @@
 
 use crate::training::config::NetsConfig;
 use crate::training::losses::PotentialObjective;
+use crate::training::replicas::Replicas;
 use crate::training::steps::{f_step, t_step};
 use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer};
@@ -95,6 +96,7 @@ pub fn measure_steps(request: &StepsRequest, device: &Device, backend: &str) -> 
     let mut rng = SeedRng::new(1);
     let lr = 1e-4;
     let size = request.batch;
+    let replicas = Replicas::single(&device);
 
     // f-steps first, as in training: they materialize f's lazily initialized weights,
     // which `no_grad()` on a clone would otherwise freeze in the original too.
@@ -112,12 +114,13 @@ pub fn measure_steps(request: &StepsRequest, device: &Device, backend: &str) -> 
             y,
             None,
             PotentialObjective::COMPLETE,
+            &replicas,
         );
     });
     let t_step_ms = timed(request.warmup, request.reps, || {
         let x = batch(size, &mut rng, &device);
         let f_fixed = f.clone().no_grad();
-        (t, _, _) = t_step(t.clone(), &f_fixed, &mut opt_t, lr, x, 1.0);
+        (t, _, _) = t_step(t.clone(), &f_fixed, &mut opt_t, lr, x, 1.0, &replicas);
     });
     StepsRow {
         framework: format!("ot3d (burn 0.22, {backend})"),

@@ -47,6 +47,73 @@ pub fn device(backend: Backend) -> Result<Device, String> {
     }
 }
 
+/// The devices of `backend` at `indices`, for data-parallel training: GPUs by index (wgpu
+/// and vulkan: the discrete GPUs in the order the driver lists them), or, on the CPU, the
+/// one processor once per index. Each GPU index at most once.
+pub fn indexed_devices(backend: Backend, indices: &[usize]) -> Result<Vec<Device>, String> {
+    if indices.is_empty() {
+        return Err("--devices needs at least one device index, e.g. --devices 0,1".into());
+    }
+    if backend != Backend::Cpu {
+        for (k, index) in indices.iter().enumerate() {
+            if indices[..k].contains(index) {
+                return Err(format!(
+                    "--devices names {} device {index} twice: give each GPU once, e.g. --devices 0,1",
+                    backend.name()
+                ));
+            }
+        }
+    }
+    indices
+        .iter()
+        .map(|&index| indexed_device(backend, index))
+        .collect()
+}
+
+#[cfg_attr(
+    not(any(feature = "wgpu", feature = "vulkan", feature = "cuda")),
+    allow(unused_variables)
+)]
+fn indexed_device(backend: Backend, index: usize) -> Result<Device, String> {
+    match backend {
+        Backend::Cpu => Ok(Device::flex()),
+        #[cfg(any(feature = "wgpu", feature = "vulkan"))]
+        Backend::Wgpu | Backend::Vulkan => wgpu_indexed_device(backend, index),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => Ok(Device::cuda(index)),
+        #[allow(unreachable_patterns)]
+        other => Err(not_built(other)),
+    }
+}
+
+/// The wgpu runtime's discrete GPU `index` for `backend`, brought up once per process.
+#[cfg(any(feature = "wgpu", feature = "vulkan"))]
+fn wgpu_indexed_device(backend: Backend, index: usize) -> Result<Device, String> {
+    use burn::tensor::DeviceKind;
+    use burn::tensor::wgpu::WgpuBackend;
+    use std::sync::Mutex;
+    type Made = ((&'static str, usize), Result<Device, String>);
+    static DEVICES: Mutex<Vec<Made>> = Mutex::new(Vec::new());
+    let key = (backend.name(), index);
+    let mut devices = DEVICES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, found)) = devices.iter().find(|(k, _)| *k == key) {
+        return found.clone();
+    }
+    let api = match backend {
+        Backend::Vulkan => WgpuBackend::Vulkan,
+        _ => WgpuBackend::Auto,
+    };
+    let made = Device::wgpu_options()
+        .graphics_api(api)
+        .device_kind(DeviceKind::DiscreteGpu(index))
+        .init()
+        .map_err(|e| no_gpu(backend, &format!("discrete GPU {index}: {e}")));
+    devices.push((key, made.clone()));
+    made
+}
+
 /// The wgpu runtime's device for `backend` (wgpu: the API wgpu settles on; vulkan: pinned to
 /// Vulkan), brought up once per process. burn's lazy `Device::wgpu` panics on another thread
 /// at the first tensor when the machine has no adapter; this asks first and says what to do.

@@ -15,7 +15,7 @@ use ot3d_models::digit_pack::DigitPack;
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::burnpack::Precision;
 use ot3d_models::nets::parameter_count;
-use ot3d_trainer::device::{Backend, device};
+use ot3d_trainer::device::{Backend, device, indexed_devices};
 use ot3d_trainer::digits::{ClassDigits, DigitOrigin};
 use ot3d_trainer::eval::classifier_train::{
     ClassifierTrainConfig, FlavorName, save_classifier, train_classifier,
@@ -27,7 +27,7 @@ use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, npy_shape};
 use ot3d_trainer::mnist_dir::load_split;
 use ot3d_trainer::preview::{PreviewRequest, write_preview};
 use ot3d_trainer::training::log::read_log;
-use ot3d_trainer::training::run::{Finish, Start, read_config, train};
+use ot3d_trainer::training::run::{Finish, Start, read_config, train_on};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,7 +173,12 @@ fn train_command(args: &TrainArgs) -> Result<()> {
             (args.run.clone(), start, args.config()?)
         }
     };
-    let device = device(backend(args.backend)).map_err(anyhow::Error::msg)?;
+    let devices = if args.devices.is_empty() {
+        vec![device(backend(args.backend)).map_err(anyhow::Error::msg)?]
+    } else {
+        indexed_devices(backend(args.backend), &args.devices).map_err(anyhow::Error::msg)?
+    };
+    let device = devices[0].clone();
     if args.dry_run {
         let t = config.nets.transport().init(&device);
         let f = config.nets.potential().init(&device);
@@ -198,15 +203,22 @@ fn train_command(args: &TrainArgs) -> Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
 
+    let on = match devices.len() {
+        1 => backend(args.backend).name().to_string(),
+        n => format!(
+            "{n} {} devices (data-parallel, batch {} per device)",
+            backend(args.backend).name(),
+            config.batch_size / n.max(1)
+        ),
+    };
     println!(
-        "training {} → {} in {} on {} ({} outer steps)",
+        "training {} → {} in {} on {on} ({} outer steps)",
         config.source,
         config.target,
         run.display(),
-        backend(args.backend).name(),
         config.steps
     );
-    match train(&config, &run, start, &device, &stop, !args.quiet)? {
+    match train_on(&config, &run, start, &devices, &stop, !args.quiet)? {
         Finish::Completed { step } => println!(
             "done: {step} steps; checkpoint and log.jsonl in {}",
             run.display()

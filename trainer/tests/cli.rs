@@ -1,7 +1,7 @@
 //! The `ot3d` binary as a user meets it: previews of every flavor, and clear errors for
 //! missing or corrupt data and bad arguments.
 
-use ot3d_tests::mnist_dir;
+use ot3d_tests::{TINY_NETS, mnist_dir};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -556,16 +556,7 @@ fn ctrl_c_stops_training_cleanly_with_a_checkpoint() {
             "--warm-start-steps",
             "0",
         ])
-        .args([
-            "--t-width",
-            "2",
-            "--t-depth",
-            "1",
-            "--f-width",
-            "2",
-            "--f-stages",
-            "1",
-        ])
+        .args(TINY_NETS)
         .args([
             "--data-dir",
             dir.to_str().unwrap(),
@@ -666,24 +657,11 @@ fn bench_steps_times_each_convolution_route() {
         ("burn", "cpu, burn conv"),
         ("im2col", "cpu, im2col conv"),
     ] {
-        let out = ot3d(&[
-            "bench",
-            "steps",
-            "--batch",
-            "2",
-            "--t-width",
-            "2",
-            "--t-depth",
-            "1",
-            "--f-width",
-            "2",
-            "--f-stages",
-            "1",
-            "--reps",
-            "1",
-            "--conv",
-            conv,
-        ]);
+        let mut args = vec![
+            "bench", "steps", "--batch", "2", "--reps", "1", "--conv", conv,
+        ];
+        args.extend(TINY_NETS);
+        let out = ot3d(&args);
         assert!(out.status.success(), "{conv}: {}", stderr(&out));
         let row: serde_json::Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{conv}: {e}"));
@@ -693,4 +671,69 @@ fn bench_steps_times_each_convolution_route() {
         );
         assert!(row["t_step_median_ms"].as_f64().unwrap() > 0.0, "{row}");
     }
+}
+
+#[test]
+fn train_on_two_devices_splits_the_batch_and_refuses_an_uneven_one() {
+    let Some(dir) = mnist_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let run = work.path().join("run");
+    let train = |devices: &str, batch: &str| {
+        let mut args = vec![
+            "train",
+            "--quiet",
+            "--steps",
+            "2",
+            "--t-steps",
+            "1",
+            "--warm-start-steps",
+            "3",
+            "--warm-start-pairs",
+            "2",
+            "--warm-start-f-steps",
+            "1",
+            "--batch-size",
+            batch,
+            "--devices",
+            devices,
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--run",
+            run.to_str().unwrap(),
+        ];
+        args.extend(TINY_NETS);
+        ot3d(&args)
+    };
+    let out = train("0,1,2", "4");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("batch size 4 does not split evenly over 3 devices")
+            && stderr(&out).contains("multiple of 3"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!run.join("config.json").exists(), "nothing written");
+    let out = train("0,1", "4");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("on 2 cpu devices (data-parallel, batch 2 per device)"),
+        "{stdout}"
+    );
+    assert!(run.join("checkpoints/step-00000002").is_dir());
+    // A GPU index given twice is refused before any device is touched.
+    let out = ot3d(&[
+        "train",
+        "--backend",
+        "vulkan",
+        "--devices",
+        "0,0",
+        "--dry-run",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("names vulkan device 0 twice"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -6,7 +6,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use ot3d_models::rng::SeedRng;
-use ot3d_tests::mnist_dir;
+use ot3d_tests::{TINY_NETS, mnist_dir};
 use ot3d_trainer::training::checkpoint::load_latest_nets;
 use ot3d_trainer::training::config::NetsConfig;
 use ot3d_trainer::training::log::{StepRecord, read_log};
@@ -22,16 +22,7 @@ fn tiny_train(data: &Path, run: &Path, steps: u64) -> Command {
     command
         .args(["train", "--quiet", "--batch-size", "2", "--t-steps", "1"])
         .args(["--warm-start-steps", "0"])
-        .args([
-            "--t-width",
-            "2",
-            "--t-depth",
-            "1",
-            "--f-width",
-            "2",
-            "--f-stages",
-            "1",
-        ])
+        .args(TINY_NETS)
         .args(["--checkpoint-every", &CHECKPOINT_EVERY.to_string()])
         .args(["--steps", &steps.to_string()])
         .arg("--data-dir")

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use ot3d_models::nets::{PotentialConfig, TransportMapConfig};
 use ot3d_trainer::device::with_seed;
 use ot3d_trainer::training::losses::PotentialObjective;
+use ot3d_trainer::training::replicas::Replicas;
 use ot3d_trainer::training::steps::f_step;
 
 /// Resident memory of this process in MiB (Linux's /proc/self/statm, second field, pages).
@@ -45,6 +46,7 @@ fn f_steps_do_not_keep_the_maps_graph() {
                 batch(),
                 None,
                 PotentialObjective::COMPLETE,
+                &Replicas::single(&device),
             );
         }
     };

@@ -1080,6 +1080,7 @@ fn the_anchor_term_is_added_to_the_not_loss() {
     use burn::optim::{AdamConfig, ModuleOptimizer};
     use burn::tensor::Distribution;
     use ot3d_models::nets::{Potential, PotentialConfig, TransportMap, TransportMapConfig};
+    use ot3d_trainer::training::replicas::Replicas;
     use ot3d_trainer::training::steps::{anchored_t_step, t_step};
 
     let _one = ONE_RUN_AT_A_TIME
@@ -1120,11 +1121,20 @@ fn the_anchor_term_is_added_to_the_not_loss() {
             y.clone(),
             anchor,
             1.0,
+            &Replicas::single(&device),
         )
     };
     // λ = 0 is the plain T-step, to the bit.
     let mut optimizer: ModuleOptimizer = AdamConfig::new().init();
-    let (plain, l_t, cost) = t_step(t.clone(), &f_fixed, &mut optimizer, 1e-4, x.clone(), 1.0);
+    let (plain, l_t, cost) = t_step(
+        t.clone(),
+        &f_fixed,
+        &mut optimizer,
+        1e-4,
+        x.clone(),
+        1.0,
+        &Replicas::single(&device),
+    );
     let (zero, l_t0, cost0, fit0) = step(0.0);
     assert_eq!((l_t, cost), (l_t0, cost0));
     assert_eq!(outputs(&plain), outputs(&zero));
@@ -1293,4 +1303,49 @@ fn a_not_phase_weight_average_is_the_runs_map_and_resumes_exactly() {
         average_2[..]
     );
     assert_resume_is_exact(&TrainConfig { steps: 4, ..config });
+}
+
+/// Data-parallel training over two devices (the one CPU twice) follows the single-device
+/// run: every gradient step of the warm start, the potential warm-up and anchored NOT sums
+/// the halves' gradients into the whole batch's (the replicas' unit tests check the sums
+/// themselves; Adam's steps would hide a scale error here).
+#[test]
+fn training_on_two_devices_follows_training_on_one() {
+    use ot3d_trainer::training::run::train_on;
+    let Some(mut config) = tiny(3) else { return };
+    config.warm_start = Some(ot3d_trainer::training::config::WarmStart {
+        f_steps: 2,
+        anchor: 1.0,
+        ..small_warm_start()
+    });
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run(&config, one.path(), Start::New).unwrap();
+    {
+        let _one = ONE_RUN_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let devices = [Device::flex(), Device::flex()];
+        let finish = train_on(
+            &config,
+            two.path(),
+            Start::New,
+            &devices,
+            &AtomicBool::new(false),
+            false,
+        )
+        .unwrap();
+        assert_eq!(finish, Finish::Completed { step: 3 });
+    }
+    let (a, b) = (weights(&config, one.path()), weights(&config, two.path()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(worst < 1e-4, "weights differ by up to {worst}");
+    let (log_a, log_b) = (read_log(one.path()).unwrap(), read_log(two.path()).unwrap());
+    for (ra, rb) in log_a.iter().zip(&log_b) {
+        assert!((ra.l_f - rb.l_f).abs() < 1e-5, "{ra:?} vs {rb:?}");
+        assert!((ra.cost - rb.cost).abs() < 1e-6, "{ra:?} vs {rb:?}");
+    }
+    assert_eq!(log_a.len(), 3);
 }

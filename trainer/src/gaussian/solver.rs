@@ -4,6 +4,7 @@
 use super::nets::MlpConfig;
 use super::problem::{GaussianPair, unexplained_variance};
 use crate::training::losses::PotentialObjective;
+use crate::training::replicas::Replicas;
 use crate::training::steps::{potential_update, transport_update};
 use burn::config::Config;
 use burn::module::Module;
@@ -122,6 +123,7 @@ pub fn solve(
     };
 
     let mut curve = Vec::new();
+    let replicas = Replicas::single(&device);
     for step in 1..=config.steps {
         let progress = (step - 1) as f64 / config.steps.max(1) as f64;
         let decay = 1.0 - (1.0 - config.final_lr_fraction) * progress;
@@ -138,6 +140,7 @@ pub fn solve(
             t_x,
             y,
             PotentialObjective::COMPLETE,
+            &replicas,
         );
         let f_fixed = f.clone().no_grad();
         for _ in 0..config.t_steps {
@@ -145,10 +148,11 @@ pub fn solve(
             (t, _, _) = transport_update(
                 t,
                 |t, x| t.forward(x),
-                |t_x| f_fixed.forward(t_x),
+                |t_x, _| f_fixed.forward(t_x),
                 &mut opt_t,
                 config.lr_t * decay,
                 x,
+                &replicas,
             );
         }
         if step % config.eval_every.max(1) == 0 || step == config.steps {

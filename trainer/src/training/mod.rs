@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod log;
 pub mod losses;
+pub mod replicas;
 pub mod run;
 pub mod sampler;
 pub mod steps;

@@ -6,8 +6,9 @@ use super::checkpoint::{self, Checkpoint, CheckpointError, TrainingState};
 use super::config::{NetsConfig, TrainConfig};
 use super::log::{LossLog, StepRecord};
 use super::losses::{repeat_draws, transport_loss, weak_cost_terms};
+use super::replicas::{Replicas, ReplicasError, ShareLoss};
 use super::sampler::{BatchSampler, noise_batch};
-use super::steps::{anchored_t_step, f_step, score, t_step};
+use super::steps::{anchored_t_step, f_step, fixed_on, score, t_step};
 use super::warm_start::{ot_pairs, potential_warm_up, warm_start};
 use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
@@ -15,8 +16,8 @@ use crate::digits::{ClassDigits, DigitsError};
 use crate::progress::steps_bar;
 use crate::stack::Stack;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor};
+use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::tensor::Device;
 use ot3d_models::mnist::Split;
 use ot3d_models::rng::SeedRng;
 use ot3d_models::voxel::VoxelError;
@@ -77,6 +78,8 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Replicas(#[from] ReplicasError),
     #[error(
         "cannot write the checkpoint of step {step}: {cause}{}. {}",
         match cause.as_ref() { CheckpointError::Io { error, .. } => storage_hint(error), _ => "" },
@@ -206,10 +209,6 @@ fn check(
     })
 }
 
-fn scalar(t: Tensor<1>) -> f64 {
-    t.into_scalar::<f32>() as f64
-}
-
 /// Trains per `config` in `run`, on `device` (gradients are enabled here). Stops early,
 /// after writing a checkpoint, when `stop` becomes true.
 pub fn train(
@@ -220,8 +219,33 @@ pub fn train(
     stop: &AtomicBool,
     progress: bool,
 ) -> Result<Finish, TrainError> {
+    train_on(
+        config,
+        run,
+        start,
+        std::slice::from_ref(device),
+        stop,
+        progress,
+    )
+}
+
+/// [`train`] data-parallel over `devices` (see [`Replicas`]): the first holds the networks,
+/// the optimizers and the batches; every gradient step splits its batch evenly over all
+/// of them. One device is exactly [`train`].
+pub fn train_on(
+    config: &TrainConfig,
+    run: &Path,
+    start: Start,
+    devices: &[Device],
+    stop: &AtomicBool,
+    progress: bool,
+) -> Result<Finish, TrainError> {
     config.validate().map_err(TrainError::Config)?;
-    let device = device.clone().autodiff();
+    let replicas = Replicas::new(
+        devices.iter().map(|d| d.clone().autodiff()).collect(),
+        config.batch_size,
+    )?;
+    let device = replicas.main().clone();
     let source_digits = class_digits(config, config.source)?;
     let target_digits = class_digits(config, config.target)?;
     let stack = match &config.stack_on {
@@ -304,6 +328,7 @@ pub fn train(
             config.batch_size,
             config.seed,
             &device,
+            &replicas,
             &bar,
         )?;
         state.t = t;
@@ -324,6 +349,7 @@ pub fn train(
                 config.potential_objective(),
                 &mut f_rng,
                 &device,
+                &replicas,
                 &bar,
             )?;
             for &value in &losses {
@@ -399,6 +425,7 @@ pub fn train(
             y,
             z,
             config.potential_objective(),
+            &replicas,
         );
         check(step, "L_f", l_f, config, run)?;
 
@@ -425,6 +452,7 @@ pub fn train(
                     y,
                     lambda,
                     config.target_weight,
+                    &replicas,
                 );
                 anchor_fit = Some(fit);
                 check(step, "L_T", l_t, config, run)?;
@@ -440,6 +468,7 @@ pub fn train(
                         config.lr_t,
                         x,
                         config.target_weight,
+                        &replicas,
                     );
                 }
                 Some(weak) => {
@@ -453,18 +482,25 @@ pub fn train(
                         &mut rng,
                         &device,
                     );
-                    let t_xz = state
-                        .t
-                        .forward(repeat_draws(x.clone(), weak.draws), Some(z));
-                    let (cost_t, spread_t) = weak_cost_terms(x, t_xz.clone(), weak.draws);
-                    let weak_cost =
-                        cost_t.clone() - spread_t.clone().mul_scalar(gamma.unwrap_or(0.0));
-                    spread = Some(scalar(spread_t));
-                    let loss =
-                        transport_loss(weak_cost, score(&f_fixed, t_xz, config.target_weight));
-                    let grads = GradientsParams::from_grads(loss.backward(), &state.t);
+                    // Shares cut between whole inputs (B·Z rows of z, Z per input; the
+                    // batch splits evenly), so each input's draws stay together.
+                    let (grads, reported) = replicas.grads(&state.t, |t, share| {
+                        let x = share.of(&x);
+                        let t_xz =
+                            t.forward(repeat_draws(x.clone(), weak.draws), Some(share.of(&z)));
+                        let (cost_t, spread_t) = weak_cost_terms(x, t_xz.clone(), weak.draws);
+                        let weak_cost =
+                            cost_t.clone() - spread_t.clone().mul_scalar(gamma.unwrap_or(0.0));
+                        let f = fixed_on(&f_fixed, share);
+                        let loss = transport_loss(weak_cost, score(&f, t_xz, config.target_weight));
+                        ShareLoss {
+                            objective: loss.clone(),
+                            reported: vec![loss, cost_t, spread_t],
+                        }
+                    });
                     state.t = state.opt_t.step(config.lr_t, state.t, grads);
-                    (l_t, cost) = (scalar(loss), scalar(cost_t));
+                    (l_t, cost) = (reported[0], reported[1]);
+                    spread = Some(reported[2]);
                 }
             }
             check(step, "L_T", l_t, config, run)?;
@@ -513,7 +549,7 @@ mod tests {
     use super::*;
     use crate::training::config::NetsConfig;
     use crate::training::losses::PotentialObjective;
-    use burn::tensor::TensorData;
+    use burn::tensor::{Tensor, TensorData};
 
     #[test]
     fn a_nan_or_infinite_value_in_a_batch_trips_the_divergence_guard() {
@@ -547,9 +583,11 @@ mod tests {
                 y,
                 None,
                 PotentialObjective::COMPLETE,
+                &Replicas::single(&device),
             );
             let f_fixed = f.no_grad();
-            let (_, l_t, _) = t_step(t, &f_fixed, &mut adam(&config), 1e-4, x, 1.0);
+            let single = Replicas::single(&device);
+            let (_, l_t, _) = t_step(t, &f_fixed, &mut adam(&config), 1e-4, x, 1.0, &single);
             for (what, value) in [("L_f", l_f), ("L_T", l_t)] {
                 let err = check(7, what, value, &config, run.path()).unwrap_err();
                 assert!(

@@ -6,59 +6,70 @@ use super::losses::{
     PotentialObjective, constrained_score, drift_penalty, potential_loss, transport_cost,
     transport_loss,
 };
+use super::replicas::{Replicas, Share, ShareLoss};
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Tensor;
 use ot3d_models::nets::{Potential, TransportMap};
 
 /// The f-step's update on any potential: minimizes `L_f = mean f(t_x) − w · mean f(y)`
 /// (plus the objective's drift penalty), where `t_x` is the map's output already detached
-/// (w = 1: complete transport). Returns the updated f and L_f (without the penalty, so logs
-/// compare across drifts).
+/// (w = 1: complete transport), over `replicas`' devices. Returns the updated f and L_f
+/// (without the penalty, so logs compare across drifts).
 #[allow(clippy::too_many_arguments)]
-pub fn potential_update<F: Module, const D: usize>(
+pub fn potential_update<F: Module + Sync, const D: usize>(
     f: F,
-    score: impl Fn(&F, Tensor<D>) -> Tensor<2>,
+    score: impl Fn(&F, Tensor<D>) -> Tensor<2> + Sync,
     optimizer: &mut ModuleOptimizer,
     lr: f64,
     t_x: Tensor<D>,
     y: Tensor<D>,
     objective: PotentialObjective,
+    replicas: &Replicas,
 ) -> (F, f64) {
-    let (f_t_x, f_y) = (score(&f, t_x), score(&f, y));
-    let loss = potential_loss(f_t_x.clone(), f_y.clone(), objective.w);
-    let gradients = if objective.drift > 0.0 {
-        (loss.clone() + drift_penalty(f_t_x, f_y, objective.drift)).backward()
-    } else {
-        loss.backward()
-    };
-    let grads = GradientsParams::from_grads(gradients, &f);
+    let (grads, reported) = replicas.grads(&f, |f, share| {
+        let (f_t_x, f_y) = (score(f, share.of(&t_x)), score(f, share.of(&y)));
+        let loss = potential_loss(f_t_x.clone(), f_y.clone(), objective.w);
+        let minimized = if objective.drift > 0.0 {
+            loss.clone() + drift_penalty(f_t_x, f_y, objective.drift)
+        } else {
+            loss.clone()
+        };
+        ShareLoss {
+            objective: minimized,
+            reported: vec![loss],
+        }
+    });
     let f = optimizer.step(lr, f, grads);
-    (f, loss.into_scalar::<f32>() as f64)
+    (f, reported[0])
 }
 
 /// The strong-cost T-step's update on any map: minimizes
 /// `L_T = mean ‖x − T(x)‖²/D − mean f(T(x))` with f fixed (`score_fixed` must use a
-/// `no_grad` potential, so backward computes only the gradient through f's input).
-/// Returns the updated T, L_T and the transport cost.
-pub fn transport_update<T: Module, const D: usize>(
+/// `no_grad` potential, so backward computes only the gradient through f's input; it gets
+/// the share's device to find its copy of f there), over `replicas`' devices. Returns the
+/// updated T, L_T and the transport cost.
+pub fn transport_update<T: Module + Sync, const D: usize>(
     t: T,
-    map: impl Fn(&T, Tensor<D>) -> Tensor<D>,
-    score_fixed: impl Fn(Tensor<D>) -> Tensor<2>,
+    map: impl Fn(&T, Tensor<D>) -> Tensor<D> + Sync,
+    score_fixed: impl Fn(Tensor<D>, &Share) -> Tensor<2> + Sync,
     optimizer: &mut ModuleOptimizer,
     lr: f64,
     x: Tensor<D>,
+    replicas: &Replicas,
 ) -> (T, f64, f64) {
-    let t_x = map(&t, x.clone());
-    let cost = transport_cost(x, t_x.clone());
-    let loss = transport_loss(cost.clone(), score_fixed(t_x));
-    let grads = GradientsParams::from_grads(loss.backward(), &t);
+    let (grads, reported) = replicas.grads(&t, |t, share| {
+        let x = share.of(&x);
+        let t_x = map(t, x.clone());
+        let cost = transport_cost(x, t_x.clone());
+        let loss = transport_loss(cost.clone(), score_fixed(t_x, share));
+        ShareLoss {
+            objective: loss.clone(),
+            reported: vec![loss, cost],
+        }
+    });
     let t = optimizer.step(lr, t, grads);
-    (
-        t,
-        loss.into_scalar::<f32>() as f64,
-        cost.into_scalar::<f32>() as f64,
-    )
+    (t, reported[0], reported[1])
 }
 
 /// The voxel potential's score of `v` for target weight `w` ([`constrained_score`]).
@@ -78,10 +89,20 @@ pub fn f_step(
     y: Tensor<5>,
     z: Option<Tensor<5>>,
     objective: PotentialObjective,
+    replicas: &Replicas,
 ) -> (Potential, f64) {
     let t_x = untracked_map(t, x, z);
     let w = objective.w;
-    potential_update(f, |f, v| score(f, v, w), optimizer, lr, t_x, y, objective)
+    potential_update(
+        f,
+        |f, v| score(f, v, w),
+        optimizer,
+        lr,
+        t_x,
+        y,
+        objective,
+        replicas,
+    )
 }
 
 /// `T(x, z)` without recording T's graph. `detach()` on T's output would cut it from the
@@ -95,9 +116,19 @@ pub fn untracked_map(t: &TransportMap, x: Tensor<5>, z: Option<Tensor<5>>) -> Te
     if tracked { out.autodiff() } else { out }
 }
 
+/// The fixed potential `f_fixed` (a `no_grad` one, on the main device) where `share` runs.
+pub fn fixed_on(f_fixed: &Potential, share: &Share) -> Potential {
+    if share.count == 1 {
+        f_fixed.clone()
+    } else {
+        f_fixed.clone().to_device(&share.device)
+    }
+}
+
 /// One strong-cost T-step on the voxel networks ([`transport_update`]) against the
 /// potential trained with target weight `w`. `f_fixed` must be `f.no_grad()`. Returns the
 /// updated T, L_T and the transport cost.
+#[allow(clippy::too_many_arguments)]
 pub fn t_step(
     t: TransportMap,
     f_fixed: &Potential,
@@ -105,14 +136,16 @@ pub fn t_step(
     lr: f64,
     x: Tensor<5>,
     w: f64,
+    replicas: &Replicas,
 ) -> (TransportMap, f64, f64) {
     transport_update(
         t,
         |t, x| t.forward(x, None),
-        |t_x| score(f_fixed, t_x, w),
+        |t_x, share| score(&fixed_on(f_fixed, share), t_x, w),
         optimizer,
         lr,
         x,
+        replicas,
     )
 }
 
@@ -130,16 +163,21 @@ pub fn anchored_t_step(
     y: Tensor<5>,
     anchor: f64,
     w: f64,
+    replicas: &Replicas,
 ) -> (TransportMap, f64, f64, f64) {
-    let t_x = t.forward(x.clone(), None);
-    let cost = transport_cost(x, t_x.clone());
-    let fit = (t_x.clone() - y).powi_scalar(2).mean();
-    let not_loss = transport_loss(cost.clone(), score(f_fixed, t_x, w));
-    let loss = not_loss.clone() + fit.clone().mul_scalar(anchor);
-    let grads = GradientsParams::from_grads(loss.backward(), &t);
+    let (grads, reported) = replicas.grads(&t, |t, share| {
+        let (x, y) = (share.of(&x), share.of(&y));
+        let t_x = t.forward(x.clone(), None);
+        let cost = transport_cost(x, t_x.clone());
+        let fit = (t_x.clone() - y).powi_scalar(2).mean();
+        let not_loss = transport_loss(cost.clone(), score(&fixed_on(f_fixed, share), t_x, w));
+        ShareLoss {
+            objective: not_loss.clone() + fit.clone().mul_scalar(anchor),
+            reported: vec![not_loss, cost, fit],
+        }
+    });
     let t = optimizer.step(lr, t, grads);
-    let value = |v: Tensor<1>| v.into_scalar::<f32>() as f64;
-    (t, value(not_loss), value(cost), value(fit))
+    (t, reported[0], reported[1], reported[2])
 }
 
 #[cfg(test)]
@@ -185,6 +223,7 @@ mod tests {
                 cluster(-1.0, &device),
                 cluster(1.0, &device),
                 objective,
+                &Replicas::single(&device),
             );
         }
         let both = Tensor::cat(vec![cluster(-1.0, &device), cluster(1.0, &device)], 0);

@@ -8,6 +8,7 @@
 use super::average::ParamAverage;
 use super::config::{WarmStart, WeakCost};
 use super::losses::{PotentialObjective, draw_spread};
+use super::replicas::{Replicas, ShareLoss};
 use super::sampler::noise_batch;
 use crate::digits::{ClassDigits, grids_tensor};
 use crate::stack::Stack;
@@ -362,14 +363,7 @@ impl Pairs {
     }
 }
 
-fn pairs_loss(
-    t: &TransportMap,
-    pairs: &Pairs,
-    batch_size: usize,
-    rng: &mut SeedRng,
-    device: &Device,
-) -> Tensor<1> {
-    let (x, y) = pairs.batch(batch_size, rng, device);
+fn pairs_loss(t: &TransportMap, x: Tensor<5>, y: Tensor<5>) -> Tensor<1> {
     (t.forward(x, None) - y).powi_scalar(2).mean()
 }
 
@@ -465,6 +459,7 @@ pub fn warm_start(
     batch_size: usize,
     seed: u64,
     device: &Device,
+    replicas: &Replicas,
     bar: &ProgressBar,
 ) -> Result<(TransportMap, WarmStartReport, Option<Pairs>), VoxelError> {
     let started = std::time::Instant::now();
@@ -503,16 +498,27 @@ pub fn warm_start(
         if step > 1 && restart {
             optimizer = AdamConfig::new().init();
         }
-        let loss = match &fit {
-            Fit::Pairs(pairs) => pairs_loss(&t, pairs, batch_size, &mut rng, &inner),
+        let (grads, value) = match &fit {
+            Fit::Pairs(pairs) => {
+                let (x, y) = pairs.batch(batch_size, &mut rng, &inner);
+                let (grads, reported) = replicas.grads(&t, |t, share| {
+                    let loss = pairs_loss(t, share.of(&x), share.of(&y));
+                    ShareLoss {
+                        objective: loss.clone(),
+                        reported: vec![loss],
+                    }
+                });
+                (grads, reported[0])
+            }
+            // The weak fit matches each input's draws to its targets by an assignment
+            // over the whole batch: it runs on the main device alone.
             Fit::Weak(pairs, weak) => {
                 let (loss, spread) = weak_loss(&t, pairs, weak, batch_size, &mut rng, &inner);
                 push_recent(&mut recent_spread, spread);
-                loss
+                let value = loss.clone().into_scalar::<f32>() as f64;
+                (GradientsParams::from_grads(loss.backward(), &t), value)
             }
         };
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        let grads = GradientsParams::from_grads(loss.backward(), &t);
         t = optimizer.step(settings.lr, t, grads);
         if let Some(average) = &mut average {
             average.update(&t);
@@ -576,6 +582,7 @@ pub fn potential_warm_up(
     objective: PotentialObjective,
     rng: &mut SeedRng,
     device: &Device,
+    replicas: &Replicas,
     bar: &ProgressBar,
 ) -> Result<(Potential, ModuleOptimizer, Vec<f64>), VoxelError> {
     let mut losses = Vec::with_capacity(steps as usize);
@@ -585,7 +592,8 @@ pub fn potential_warm_up(
         let x = source.batch(batch_size, rng, device)?;
         let y = target.batch(batch_size, rng, device)?;
         let value;
-        (f, value) = super::steps::f_step(t, f, &mut optimizer, lr, x, y, None, objective);
+        (f, value) =
+            super::steps::f_step(t, f, &mut optimizer, lr, x, y, None, objective, replicas);
         losses.push(value);
         bar.set_message(format!("warm start: f only, L_f {value:+.5}"));
         bar.set_position(step);
