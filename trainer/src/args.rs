@@ -110,7 +110,7 @@ pub struct BenchStepsArgs {
     /// Channels of T at full resolution.
     #[arg(long, default_value_t = 16)]
     pub t_width: usize,
-    /// Levels of T's UNet below full resolution (1-4).
+    /// Levels of T's UNet below full resolution (1-3).
     #[arg(long, default_value_t = 2)]
     pub t_depth: usize,
     /// Channels of f's first stage.
@@ -648,7 +648,7 @@ pub struct TrainArgs {
     /// Channels of T at full resolution [default: the preset's].
     #[arg(long)]
     t_width: Option<usize>,
-    /// Levels of T's UNet below full resolution, 1-4 [default: the preset's].
+    /// Levels of T's UNet below full resolution, 1-3 [default: the preset's].
     #[arg(long)]
     t_depth: Option<usize>,
     /// Channels of f's first stage [default: the preset's].
