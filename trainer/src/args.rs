@@ -7,7 +7,7 @@ use ot3d_models::nets::NoiseLayout;
 use ot3d_models::voxel::{Coloring, DigitColor, Flavor, KaggleStyleConfig, VoxelConfig};
 use ot3d_trainer::mnist_dir::DEFAULT_MNIST_DIR;
 use ot3d_trainer::training::config::{
-    AnchorDecay, DataSource, Preset, TrainConfig, WarmStart, WeakCost,
+    AnchorDecay, DataSource, Preset, Selection, TrainConfig, WarmStart, WeakCost,
 };
 use std::path::PathBuf;
 
@@ -347,6 +347,9 @@ pub struct ExportArgs {
     pub out: PathBuf,
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: PrecisionArg,
+    /// Export the latest checkpoint's T even when the run's model selection chose another.
+    #[arg(long)]
+    pub latest: bool,
 }
 
 #[derive(Args)]
@@ -645,6 +648,19 @@ pub struct TrainArgs {
     /// [default: the preset's].
     #[arg(long, value_name = "DECAY")]
     t_average: Option<f64>,
+    /// Model selection: every this many NOT steps, score T on held-out source training
+    /// digits by FID-3D (the --select-judge classifier's features) and make the best the
+    /// run's map; 0 = off, the last T is the map [default: the preset's].
+    #[arg(long, value_name = "STEPS")]
+    select_every: Option<u64>,
+    /// Source training digits held out of training for model selection [default: the
+    /// preset's, else 500].
+    #[arg(long, value_name = "DIGITS")]
+    select_held_out: Option<usize>,
+    /// Classifier directory that judges model selection [default: the preset's, else
+    /// models/pretrained/classifier].
+    #[arg(long, value_name = "DIR")]
+    select_judge: Option<PathBuf>,
     /// Channels of T at full resolution [default: the preset's].
     #[arg(long)]
     t_width: Option<usize>,
@@ -876,6 +892,24 @@ impl TrainArgs {
         config.target_weight = self.target_weight;
         config.f_drift = self.f_drift.unwrap_or(config.f_drift);
         config.t_average = self.t_average.unwrap_or(config.t_average);
+        let preset_select = config.select.clone();
+        let every = self
+            .select_every
+            .unwrap_or(preset_select.as_ref().map_or(0, |s| s.every));
+        if every == 0 && (self.select_held_out.is_some() || self.select_judge.is_some()) {
+            anyhow::bail!(
+                "--select-held-out and --select-judge set up model selection: give --select-every N > 0"
+            );
+        }
+        config.select = (every > 0).then(|| Selection {
+            every,
+            held_out: self
+                .select_held_out
+                .unwrap_or(preset_select.as_ref().map_or(500, |s| s.held_out)),
+            judge: self.select_judge.clone().unwrap_or_else(|| {
+                preset_select.map_or(PathBuf::from("models/pretrained/classifier"), |s| s.judge)
+            }),
+        });
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;

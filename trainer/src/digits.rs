@@ -133,6 +133,18 @@ impl ClassDigits {
         self.indices.len()
     }
 
+    /// These digits without their last `count` (in file order), and those last `count`:
+    /// a held-out split. Each digit keeps its own voxelization (color, rotation), which
+    /// follows its index in the split, not its position here.
+    pub fn split_off_last(&self, count: usize) -> (Self, Self) {
+        let keep = self.indices.len().saturating_sub(count);
+        let part = |indices: &[usize]| Self {
+            indices: indices.to_vec(),
+            ..self.clone()
+        };
+        (part(&self.indices[..keep]), part(&self.indices[keep..]))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }

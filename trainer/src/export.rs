@@ -6,6 +6,7 @@ use crate::digits::{ClassDigits, DigitsError, grids_tensor};
 use crate::training::checkpoint::{self, CheckpointError};
 use crate::training::config::TrainConfig;
 use crate::training::run::{TrainError, read_config};
+use crate::training::selection::{SelectionError, selected_t};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::TransportMap;
@@ -46,6 +47,8 @@ pub enum ExportError {
         "f16 changes T(x) by up to {diff:.2e} (> {F16_TOLERANCE:.0e}); export with --precision f32 or auto"
     )]
     F16TooLossy { diff: f32 },
+    #[error("model selection: {0}")]
+    Selection(#[from] SelectionError),
     #[error("{path}: {error}")]
     Io {
         path: PathBuf,
@@ -115,15 +118,50 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Exports the latest checkpoint of `run` into `out`.
+/// Exports the run's map of `run` into `out`: the T its model selection chose when it
+/// has one, else the latest checkpoint's.
 pub fn export(
     run: &Path,
     out: &Path,
     choice: PrecisionChoice,
     device: &Device,
 ) -> Result<ExportReport, ExportError> {
+    export_map(run, out, choice, MapChoice::Run, device)
+}
+
+/// Which T of a run to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapChoice {
+    /// The run's map: the selected T when the run selects, else the latest.
+    Run,
+    /// The latest checkpoint's T, even when the run selected another.
+    Latest,
+}
+
+/// [`export`] with the choice of T.
+pub fn export_map(
+    run: &Path,
+    out: &Path,
+    choice: PrecisionChoice,
+    which: MapChoice,
+    device: &Device,
+) -> Result<ExportReport, ExportError> {
     let config = read_config(run)?;
-    let (t, _, state) = checkpoint::load_latest_nets(run, &config.nets, device)?;
+    let (latest, _, mut state) = checkpoint::load_latest_nets(run, &config.nets, device)?;
+    let selected = match which {
+        MapChoice::Run => {
+            let empty = crate::device::unseeded(|| config.nets.transport().init(device));
+            selected_t(run, empty)?
+        }
+        MapChoice::Latest => None,
+    };
+    let t = match selected {
+        Some((t, step)) => {
+            state.step = step;
+            t
+        }
+        None => latest,
+    };
 
     let probe = ClassDigits::load(&config.data.origin(), Split::Test, config.source)?;
     let grids = probe.sample_values(PROBE_DIGITS, 0)?;

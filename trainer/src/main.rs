@@ -22,12 +22,13 @@ use ot3d_trainer::eval::classifier_train::{
 };
 use ot3d_trainer::eval::evaluate::{EvalRequest, evaluate, record_in_manifest, table};
 use ot3d_trainer::eval::figures::{LabeledMap, MapFigure, compare_figure, loss_figure, map_figure};
-use ot3d_trainer::export::{PrecisionChoice, export};
+use ot3d_trainer::export::{MapChoice, PrecisionChoice, export_map};
 use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, npy_shape};
 use ot3d_trainer::mnist_dir::load_split;
 use ot3d_trainer::preview::{PreviewRequest, write_preview};
 use ot3d_trainer::training::log::read_log;
 use ot3d_trainer::training::run::{Finish, Start, read_config, train_on};
+use ot3d_trainer::training::selection::read_record as read_selection;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -238,8 +239,25 @@ fn export_command(args: &ExportArgs) -> Result<()> {
         PrecisionArg::F32 => PrecisionChoice::Exactly(Precision::F32),
     };
     let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
-    let report = export(&args.run, &args.out, choice, &device)?;
+    let which = if args.latest {
+        MapChoice::Latest
+    } else {
+        MapChoice::Run
+    };
+    let report = export_map(&args.run, &args.out, choice, which, &device)?;
     let m = &report.manifest;
+    if let (MapChoice::Run, Some(record)) = (which, read_selection(&args.run)?)
+        && let Some(best) = &record.best
+    {
+        println!(
+            "model selection chose NOT step {} of {} validated: FID-3D {:.2} on {} held-out training digits ({} with --latest)",
+            best.step,
+            record.history.len(),
+            best.fid,
+            record.held_out,
+            record.history.last().map_or(0, |p| p.step)
+        );
+    }
     println!(
         "exported T ({} → {}, {}) to {}: {} bytes, {:?}",
         m.source_digit,

@@ -469,6 +469,33 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
         ),
         (&0.01.into(), &1800.into(), &4.into())
     );
+    // Model selection: the preset's, changed, switched off; its settings without it refused.
+    assert_eq!(
+        cpu["select"],
+        serde_json::json!({"every": 100, "held_out": 500, "judge": "models/pretrained/classifier"})
+    );
+    assert!(gpu["select"].is_null(), "the reference selects nothing");
+    let fewer = dry_run_config(&["--data-dir", dir, "--select-held-out", "64"]);
+    assert_eq!(
+        (&fewer["select"]["held_out"], &fewer["select"]["every"]),
+        (&64.into(), &100.into())
+    );
+    let off = dry_run_config(&["--data-dir", dir, "--select-every", "0"]);
+    assert!(off.get("select").is_none(), "no selection is not written");
+    let out = ot3d(&[
+        "train",
+        "--dry-run",
+        "--select-every",
+        "0",
+        "--select-judge",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("give --select-every N > 0"),
+        "{}",
+        stderr(&out)
+    );
     let anchored = dry_run_config(&["--data-dir", dir, "--warm-start-anchor", "0.5"]);
     assert_eq!(anchored["warm_start"]["anchor"], 0.5);
     assert_eq!(cpu["warm_start"]["anchor"], 30.0, "the preset's anchor");

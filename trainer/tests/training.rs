@@ -1349,3 +1349,161 @@ fn training_on_two_devices_follows_training_on_one() {
     }
     assert_eq!(log_a.len(), 3);
 }
+
+/// Model selection: validated every 2 steps on held-out training 3s, the best T kept (and
+/// only it), exported as the run's map; `--latest`'s export still reaches the last T.
+#[test]
+fn model_selection_keeps_and_exports_the_t_with_the_best_validation_fid() {
+    use ot3d_models::mnist::Split;
+    use ot3d_models::nets::burnpack::Precision;
+    use ot3d_trainer::digits::ClassDigits;
+    use ot3d_trainer::export::{MapChoice, PrecisionChoice, export_map};
+    use ot3d_trainer::training::config::Selection;
+    use ot3d_trainer::training::selection::{SelectionRecord, hold_out, read_record};
+
+    let Some(mut config) = tiny(5) else { return };
+    let judge = ot3d_tests::repo_root().join("models/pretrained/classifier");
+    config.select = Some(Selection {
+        every: 2,
+        held_out: 16,
+        judge: judge.clone(),
+    });
+    config.checkpoint_every = 100;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("run");
+    run(&config, &dir, Start::New).unwrap();
+    let record = read_record(&dir).unwrap().expect("a selection record");
+    // Steps 2 and 4, and the last one; each validation step was checkpointed too.
+    let steps: Vec<u64> = record.history.iter().map(|p| p.step).collect();
+    assert_eq!(steps, vec![2, 4, 5]);
+    assert!(dir.join("checkpoints/step-00000004").is_dir());
+    let best = record.best.clone().unwrap();
+    let lowest = record
+        .history
+        .iter()
+        .min_by(|a, b| a.fid.total_cmp(&b.fid))
+        .unwrap();
+    assert_eq!(&best, lowest);
+    assert!(
+        record
+            .history
+            .iter()
+            .all(|p| p.fid.is_finite() && (0.0..=1.0).contains(&p.target_accuracy))
+    );
+    let kept: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("selected-t-"))
+        .collect();
+    assert_eq!(kept, vec![SelectionRecord::weights_file(best.step)]);
+
+    let device = Device::flex();
+    let f32_only = PrecisionChoice::Exactly(Precision::F32);
+    let chosen = export_map(
+        &dir,
+        &work.path().join("m"),
+        f32_only,
+        MapChoice::Run,
+        &device,
+    )
+    .unwrap();
+    assert_eq!(chosen.manifest.training_steps, best.step);
+    let last = export_map(
+        &dir,
+        &work.path().join("l"),
+        f32_only,
+        MapChoice::Latest,
+        &device,
+    )
+    .unwrap();
+    assert_eq!(last.manifest.training_steps, 5);
+    if best.step != 5 {
+        assert_ne!(chosen.manifest.sha256, last.manifest.sha256);
+    }
+
+    // The held-out digits are the class's last ones, and too many are refused.
+    let threes = ClassDigits::load(&config.data.origin(), Split::Train, 3).unwrap();
+    let select = config.select.clone().unwrap();
+    let (training, held) = hold_out(&threes, &select).unwrap();
+    assert_eq!(
+        (training.len() + held.len(), held.len()),
+        (threes.len(), 16)
+    );
+    let voxels = |d: &ClassDigits, i: usize| d.grid(i, 9).unwrap().into_vec();
+    assert_eq!(voxels(&held, 0), voxels(&threes, threes.len() - 16));
+    assert_eq!(voxels(&training, 0), voxels(&threes, 0));
+    let too_many = Selection {
+        held_out: threes.len(),
+        ..select.clone()
+    };
+    let err = hold_out(&threes, &too_many).unwrap_err().to_string();
+    assert!(err.contains("--select-held-out"), "{err}");
+
+    // A missing judge is named with the fix, before any training.
+    config.select = Some(Selection {
+        judge: work.path().join("no-judge"),
+        ..select
+    });
+    let err = run(&config, &work.path().join("run2"), Start::New)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no-judge") && err.contains("--select-judge"),
+        "{err}"
+    );
+    assert!(!work.path().join("run2/config.json").exists());
+}
+
+/// A resumed run continues its selection record; a validation lost to a crash between its
+/// step's checkpoint and the record is redone on resuming.
+#[test]
+fn a_resumed_run_continues_its_model_selection() {
+    use ot3d_trainer::training::config::Selection;
+    use ot3d_trainer::training::selection::{SELECTION_FILE, SelectionRecord, read_record};
+
+    let Some(mut config) = tiny(3) else { return };
+    config.select = Some(Selection {
+        every: 2,
+        held_out: 16,
+        judge: ot3d_tests::repo_root().join("models/pretrained/classifier"),
+    });
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("run");
+    run(&config, &dir, Start::New).unwrap();
+    let first = read_record(&dir).unwrap().unwrap();
+    assert_eq!(
+        first.history.iter().map(|p| p.step).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    // As if the process died after step 3's checkpoint, before its validation was recorded.
+    let mut lost = first.clone();
+    lost.history.pop();
+    if lost.best.as_ref().is_some_and(|b| b.step == 3) {
+        // Its weights were written only with the record: the earlier best stands.
+        let path = dir.join(SelectionRecord::weights_file(3));
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(dir.join(SelectionRecord::weights_file(2)), bytes).unwrap();
+        lost.best = Some(lost.history[0].clone());
+    }
+    std::fs::write(
+        dir.join(SELECTION_FILE),
+        serde_json::to_string(&lost).unwrap(),
+    )
+    .unwrap();
+    let mut longer = config.clone();
+    longer.steps = 6;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&longer).unwrap(),
+    )
+    .unwrap();
+    run(&longer, &dir, Start::Resume).unwrap();
+    let record = read_record(&dir).unwrap().unwrap();
+    let steps: Vec<u64> = record.history.iter().map(|p| p.step).collect();
+    assert_eq!(steps, vec![2, 3, 4, 6]);
+    // Step 3 validated again from its checkpoint: the same T, the same score.
+    assert_eq!(record.history[1], first.history[1]);
+    let best = record.best.unwrap();
+    assert!(dir.join(SelectionRecord::weights_file(best.step)).is_file());
+}

@@ -183,14 +183,14 @@ fn complete_transport() -> f64 {
 }
 
 /// What the classifier makes of a set of digits, from one pass over them.
-struct Classified {
+pub(crate) struct Classified {
     /// Penultimate features, `dim` per digit.
-    features: Vec<f32>,
-    dim: usize,
-    predicted: Vec<u8>,
+    pub features: Vec<f32>,
+    pub dim: usize,
+    pub predicted: Vec<u8>,
 }
 
-fn classify(classifier: &DigitClassifier, grids: &[f32], device: &Device) -> Classified {
+pub(crate) fn classify(classifier: &DigitClassifier, grids: &[f32], device: &Device) -> Classified {
     let mut out = Classified {
         features: Vec::new(),
         dim: 0,

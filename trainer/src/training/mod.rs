@@ -8,5 +8,6 @@ pub mod losses;
 pub mod replicas;
 pub mod run;
 pub mod sampler;
+pub mod selection;
 pub mod steps;
 pub mod warm_start;

@@ -8,6 +8,9 @@ use super::log::{LossLog, StepRecord};
 use super::losses::{repeat_draws, transport_loss, weak_cost_terms};
 use super::replicas::{Replicas, ReplicasError, ShareLoss};
 use super::sampler::{BatchSampler, noise_batch};
+use super::selection::{
+    SelectionError, SelectionRecord, Validator, hold_out, read_record, record_point,
+};
 use super::steps::{anchored_t_step, f_step, fixed_on, score, t_step};
 use super::warm_start::{ot_pairs, potential_warm_up, warm_start};
 use crate::atomic_file::write_atomic;
@@ -19,6 +22,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::Device;
 use ot3d_models::mnist::Split;
+use ot3d_models::nets::TransportMap;
 use ot3d_models::rng::SeedRng;
 use ot3d_models::voxel::VoxelError;
 use std::path::{Path, PathBuf};
@@ -80,6 +84,8 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Replicas(#[from] ReplicasError),
+    #[error(transparent)]
+    Selection(#[from] SelectionError),
     #[error(
         "cannot write the checkpoint of step {step}: {cause}{}. {}",
         match cause.as_ref() { CheckpointError::Io { error, .. } => storage_hint(error), _ => "" },
@@ -159,6 +165,20 @@ fn class_digits(config: &TrainConfig, digit: u8) -> Result<ClassDigits, TrainErr
         Split::Train,
         digit,
     )?)
+}
+
+/// Validates `t` at `step` and records it (its weights too when it is the best so far).
+fn validate(
+    run: &Path,
+    validator: &Validator,
+    record: Option<SelectionRecord>,
+    config: &TrainConfig,
+    t: &TransportMap,
+    step: u64,
+) -> Result<SelectionRecord, TrainError> {
+    let held_out = config.select.as_ref().map_or(0, |s| s.held_out);
+    let point = validator.score(t, step);
+    Ok(record_point(run, record, held_out, point, t)?)
 }
 
 fn adam(config: &TrainConfig) -> ModuleOptimizer {
@@ -261,6 +281,22 @@ pub fn train_on(
         }
         None => Stack::default(),
     };
+    // Model selection: its held-out sources leave the training set before anything (the
+    // warm start's pairs included) sees them.
+    let (source_digits, validator) = match &config.select {
+        Some(select) => {
+            let (kept, held) = hold_out(&source_digits, select)?;
+            let inputs = stack.apply_values(&held.sample_values(held.len(), config.seed)?, &device);
+            let validator =
+                Validator::new(select, inputs, &target_digits, config.seed, &devices[0])?;
+            (kept, Some(validator))
+        }
+        None => (source_digits, None),
+    };
+    let mut selection = match &start {
+        Start::Resume => read_record(run)?,
+        _ => None,
+    };
 
     let mut state = match &start {
         Start::New | Start::InitFrom(_) => {
@@ -306,6 +342,26 @@ pub fn train_on(
     write_atomic(&config_path(run), json.as_bytes()).map_err(io(run))?;
     let mut log = LossLog::open(run, state.state.step).map_err(io(run))?;
     let mut rng = SeedRng::from_state(state.state.rng);
+
+    let validates = |step: u64| {
+        config
+            .select
+            .as_ref()
+            .is_some_and(|s| step > 0 && (step.is_multiple_of(s.every) || step == config.steps))
+    };
+    if let (Start::Resume, Some(validator)) = (&start, &validator) {
+        // The T a run resumes from joins the candidates unless it was validated: so a crash
+        // between a validation step's checkpoint and its validation loses nothing, and an
+        // interrupted run's last T is weighed too.
+        let step = state.state.step;
+        let missing = selection
+            .as_ref()
+            .is_none_or(|r| r.history.iter().all(|p| p.step != step));
+        if step > 0 && missing {
+            let t = state.t_average.clone().unwrap_or_else(|| state.t.clone());
+            selection = Some(validate(run, validator, selection, config, &t, step)?);
+        }
+    }
 
     let started_run = Instant::now();
     let bar = steps_bar(config.steps, progress);
@@ -529,9 +585,29 @@ pub fn train_on(
         bar.set_position(step);
 
         let interrupted = stop.load(Ordering::SeqCst);
-        if step % config.checkpoint_every == 0 || step == config.steps || interrupted {
+        // A validation step is checkpointed first: a resumed run never redoes a validated
+        // step, so the selection record only grows.
+        if step % config.checkpoint_every == 0
+            || step == config.steps
+            || interrupted
+            || validates(step)
+        {
             state.t_average = average.as_ref().map(|a| a.apply(state.t.clone()));
             save_checkpoint(run, &state)?;
+        }
+        if let (true, Some(validator)) = (validates(step), &validator) {
+            bar.set_message("validating T on held-out digits");
+            let t = state.t_average.clone().unwrap_or_else(|| state.t.clone());
+            let record = validate(run, validator, selection.take(), config, &t, step)?;
+            if let Some(best) = &record.best {
+                bar.println(format!(
+                    "step {step}: validation FID-3D {:.2} (best {:.2} at step {})",
+                    record.history.last().map_or(f64::NAN, |p| p.fid),
+                    best.fid,
+                    best.step
+                ));
+            }
+            selection = Some(record);
         }
         if interrupted {
             bar.abandon_with_message(format!("interrupted; checkpoint of step {step} saved"));
