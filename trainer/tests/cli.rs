@@ -12,6 +12,13 @@ fn ot3d(args: &[&str]) -> Output {
         .expect("ot3d runs")
 }
 
+/// Runs `ot3d args` and checks that it fails with `message` on stderr.
+fn refused(args: &[&str], message: &str) {
+    let out = ot3d(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -482,19 +489,16 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     );
     let off = dry_run_config(&["--data-dir", dir, "--select-every", "0"]);
     assert!(off.get("select").is_none(), "no selection is not written");
-    let out = ot3d(&[
-        "train",
-        "--dry-run",
-        "--select-every",
-        "0",
-        "--select-judge",
-        "x",
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("give --select-every N > 0"),
-        "{}",
-        stderr(&out)
+    refused(
+        &[
+            "train",
+            "--dry-run",
+            "--select-every",
+            "0",
+            "--select-judge",
+            "x",
+        ],
+        "give --select-every N > 0",
     );
     let anchored = dry_run_config(&["--data-dir", dir, "--warm-start-anchor", "0.5"]);
     assert_eq!(anchored["warm_start"]["anchor"], 0.5);
@@ -749,18 +753,15 @@ fn train_on_two_devices_splits_the_batch_and_refuses_an_uneven_one() {
     );
     assert!(run.join("checkpoints/step-00000002").is_dir());
     // A GPU index given twice is refused before any device is touched.
-    let out = ot3d(&[
-        "train",
-        "--backend",
-        "vulkan",
-        "--devices",
-        "0,0",
-        "--dry-run",
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("names vulkan device 0 twice"),
-        "{}",
-        stderr(&out)
+    refused(
+        &[
+            "train",
+            "--backend",
+            "vulkan",
+            "--devices",
+            "0,0",
+            "--dry-run",
+        ],
+        "names vulkan device 0 twice",
     );
 }

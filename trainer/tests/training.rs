@@ -1399,23 +1399,11 @@ fn model_selection_keeps_and_exports_the_t_with_the_best_validation_fid() {
 
     let device = Device::flex();
     let f32_only = PrecisionChoice::Exactly(Precision::F32);
-    let chosen = export_map(
-        &dir,
-        &work.path().join("m"),
-        f32_only,
-        MapChoice::Run,
-        &device,
-    )
-    .unwrap();
+    let export_as =
+        |which, name| export_map(&dir, &work.path().join(name), f32_only, which, &device).unwrap();
+    let chosen = export_as(MapChoice::Run, "m");
     assert_eq!(chosen.manifest.training_steps, best.step);
-    let last = export_map(
-        &dir,
-        &work.path().join("l"),
-        f32_only,
-        MapChoice::Latest,
-        &device,
-    )
-    .unwrap();
+    let last = export_as(MapChoice::Latest, "l");
     assert_eq!(last.manifest.training_steps, 5);
     if best.step != 5 {
         assert_ne!(chosen.manifest.sha256, last.manifest.sha256);
