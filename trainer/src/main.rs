@@ -464,7 +464,11 @@ fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
             args.run.display()
         );
     }
-    write_png(&args.out, &loss_figure(&log, warm.as_ref()))
+    let selection = read_selection(&args.run)?;
+    write_png(
+        &args.out,
+        &loss_figure(&log, warm.as_ref(), selection.as_ref()),
+    )
 }
 
 /// A JSON file read back; `make` is the command that writes it (the path is appended) and

@@ -4,6 +4,7 @@
 use super::baseline::partner_each_color;
 use crate::mapping::{MapError, MappedColor, map_draws, map_each_color};
 use crate::training::log::StepRecord;
+use crate::training::selection::SelectionRecord;
 use crate::training::warm_start::WarmStartReport;
 use burn::tensor::Device;
 use font8x8::UnicodeFonts;
@@ -324,14 +325,14 @@ pub fn compare_figure(
     ))
 }
 
-/// One panel of a loss figure: `values` over `steps`, with the range labeled.
+/// One panel of a loss figure: `values` over `steps` (in `x_unit`), with the range labeled.
 fn plot_panel(
     name: &str,
     steps: &[f64],
     values: &[f64],
     color: [u8; 3],
-    width: usize,
-    height: usize,
+    x_unit: &str,
+    (width, height): (usize, usize),
 ) -> RgbImage {
     let mut image = RgbImage::filled(width, height, PANEL);
     let (left, right, top, bottom) = (90i64, 16i64, 34i64, 30i64);
@@ -364,15 +365,17 @@ fn plot_panel(
     }
     draw_text(&mut image, 4, top, &format!("{high:.3e}"), LABEL, 1);
     draw_text(&mut image, 4, top + h - 8, &format!("{low:.3e}"), LABEL, 1);
-    draw_text(
-        &mut image,
-        left,
-        top + h + 8,
-        &format!("{first:.0}"),
-        LABEL,
-        1,
-    );
-    let end = format!("step {last:.0}");
+    let start = if x_unit == "step" {
+        format!("{first:.0}")
+    } else {
+        format!("{first:.1}")
+    };
+    draw_text(&mut image, left, top + h + 8, &start, LABEL, 1);
+    let end = if x_unit == "step" {
+        format!("step {last:.0}")
+    } else {
+        format!("{last:.1} {x_unit}")
+    };
     draw_text(
         &mut image,
         left + w - text_width(&end, 1),
@@ -443,8 +446,13 @@ pub fn map_title(manifest: &Manifest) -> String {
 
 /// A run's loss curves: the warm start's regression loss and f-only L_f when the run had
 /// them, then L_f, L_T and the transport cost per outer step (when there are two or more),
-/// stacked.
-pub fn loss_figure(log: &[StepRecord], warm: Option<&WarmStartReport>) -> RgbImage {
+/// stacked; with model selection, its validation FID-3D and accuracy over wall minutes
+/// last (time to quality).
+pub fn loss_figure(
+    log: &[StepRecord],
+    warm: Option<&WarmStartReport>,
+    selection: Option<&SelectionRecord>,
+) -> RgbImage {
     let steps: Vec<f64> = log.iter().map(|r| r.step as f64).collect();
     let index = |values: &[f64]| (1..=values.len()).map(|i| i as f64).collect::<Vec<_>>();
     let mut panels: Vec<CurvePanel> = Vec::new();
@@ -487,7 +495,54 @@ pub fn loss_figure(log: &[StepRecord], warm: Option<&WarmStartReport>) -> RgbIma
             [120, 220, 140],
         ));
     }
+    if let Some(record) = selection.filter(|r| !r.history.is_empty()) {
+        let minutes = validation_minutes(log, warm, record);
+        let chosen = record
+            .best
+            .as_ref()
+            .map_or(String::new(), |b| format!(" (best: step {})", b.step));
+        panels.push(
+            CurvePanel::new(
+                format!("validation FID-3D vs minutes{chosen}"),
+                minutes.clone(),
+                record.history.iter().map(|p| p.fid).collect(),
+                [255, 110, 110],
+            )
+            .in_unit("min"),
+        );
+        panels.push(
+            CurvePanel::new(
+                "validation: share called the target",
+                minutes,
+                record.history.iter().map(|p| p.target_accuracy).collect(),
+                [240, 220, 110],
+            )
+            .in_unit("min"),
+        );
+    }
     stacked_panels(&panels)
+}
+
+/// The wall minutes into the run at each validation: the warm start's seconds, then the
+/// logged seconds of every NOT step up to it.
+fn validation_minutes(
+    log: &[StepRecord],
+    warm: Option<&WarmStartReport>,
+    record: &SelectionRecord,
+) -> Vec<f64> {
+    let start = warm.map_or(0.0, |w| w.seconds);
+    record
+        .history
+        .iter()
+        .map(|p| {
+            let not: f64 = log
+                .iter()
+                .filter(|r| r.step <= p.step)
+                .map(|r| r.seconds)
+                .sum();
+            (start + not) / 60.0
+        })
+        .collect()
 }
 
 /// One curve of a stacked figure.
@@ -496,6 +551,8 @@ pub struct CurvePanel {
     pub x: Vec<f64>,
     pub y: Vec<f64>,
     pub color: [u8; 3],
+    /// What x counts: "step" (the default) or a unit such as "min".
+    pub x_unit: &'static str,
 }
 
 impl CurvePanel {
@@ -505,6 +562,15 @@ impl CurvePanel {
             x,
             y,
             color,
+            x_unit: "step",
+        }
+    }
+
+    /// The same curve with x in `unit`.
+    pub fn in_unit(self, unit: &'static str) -> Self {
+        Self {
+            x_unit: unit,
+            ..self
         }
     }
 }
@@ -514,7 +580,7 @@ pub fn stacked_panels(panels: &[CurvePanel]) -> RgbImage {
     let (width, height) = (900, 240);
     let mut image = RgbImage::filled(width, height * panels.len().max(1), PANEL);
     for (i, p) in panels.iter().enumerate() {
-        let panel = plot_panel(&p.title, &p.x, &p.y, p.color, width, height);
+        let panel = plot_panel(&p.title, &p.x, &p.y, p.color, p.x_unit, (width, height));
         image.blit(&panel, 0, i * height);
     }
     image
@@ -622,13 +688,13 @@ mod tests {
                 anchor_fit: None,
             })
             .collect();
-        let image = loss_figure(&log, None);
+        let image = loss_figure(&log, None, None);
         assert_eq!((image.width, image.height), (900, 720));
         for color in [[120, 180, 255], [255, 170, 90], [120, 220, 140]] {
             assert!(lit(&image, color) > 100, "{color:?} curve missing");
         }
         // One record, or a constant series, still draws.
-        let one = loss_figure(&log[..1], None);
+        let one = loss_figure(&log[..1], None, None);
         assert!(lit(&one, [120, 180, 255]) > 0);
 
         // A warm start adds its two panels on top.
@@ -643,7 +709,7 @@ mod tests {
             potential_losses: (1..=10).map(|i| -(i as f64)).collect(),
             seconds: 1.0,
         };
-        let both = loss_figure(&log, Some(&warm));
+        let both = loss_figure(&log, Some(&warm), None);
         assert_eq!((both.width, both.height), (900, 1200));
         assert!(
             lit(&both, [230, 120, 230]) > 100,
@@ -654,9 +720,40 @@ mod tests {
             &log,
             Some(&WarmStartReport {
                 potential_losses: vec![],
-                ..warm
+                ..warm.clone()
             }),
+            None,
         );
         assert_eq!(no_f.height, 960);
+
+        // Model selection adds validation FID-3D and accuracy over wall minutes.
+        use crate::training::selection::{SelectionRecord, ValidationPoint};
+        let point = |step, fid, target_accuracy| ValidationPoint {
+            step,
+            fid,
+            target_accuracy,
+        };
+        let record = SelectionRecord {
+            held_out: 16,
+            reference_digits: 1000,
+            history: vec![
+                point(10, 40.0, 0.9),
+                point(20, 25.0, 0.95),
+                point(30, 30.0, 0.97),
+            ],
+            best: Some(point(20, 25.0, 0.95)),
+        };
+        let selected = loss_figure(&log, Some(&warm), Some(&record));
+        assert_eq!(selected.height, 1200 + 480);
+        assert!(lit(&selected, [255, 110, 110]) > 100, "FID curve missing");
+        assert!(
+            lit(&selected, [240, 220, 110]) > 100,
+            "accuracy curve missing"
+        );
+        // Wall minutes: the warm start's 1 s, then 1 s per NOT step.
+        assert_eq!(
+            validation_minutes(&log, Some(&warm), &record),
+            vec![11.0 / 60.0, 21.0 / 60.0, 31.0 / 60.0]
+        );
     }
 }
