@@ -759,7 +759,7 @@ pub struct TrainArgs {
     /// Data-parallel training on these devices of --backend, by index (e.g. 0,1,2,3 for
     /// four GPUs): every gradient step splits its batch evenly over them and sums their
     /// gradients on the first. The batch size must be a multiple of their number. On the
-    /// CPU every index is the same processor (a check of the mechanism, not a speed-up).
+    /// CPU every index is the same processor, each replica on its own thread.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub devices: Vec<usize>,
     /// No progress bar (for logs and CI).
