@@ -586,6 +586,8 @@ fn ctrl_c_stops_training_cleanly_with_a_checkpoint() {
             "1",
             "--warm-start-steps",
             "0",
+            "--select-every",
+            "0",
         ])
         .args(TINY_NETS)
         .args([
@@ -723,6 +725,8 @@ fn train_on_two_devices_splits_the_batch_and_refuses_an_uneven_one() {
             "2",
             "--warm-start-f-steps",
             "1",
+            "--select-every",
+            "0",
             "--batch-size",
             batch,
             "--devices",

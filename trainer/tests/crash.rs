@@ -21,7 +21,7 @@ fn tiny_train(data: &Path, run: &Path, steps: u64) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ot3d"));
     command
         .args(["train", "--quiet", "--batch-size", "2", "--t-steps", "1"])
-        .args(["--warm-start-steps", "0"])
+        .args(["--warm-start-steps", "0", "--select-every", "0"])
         .args(TINY_NETS)
         .args(["--checkpoint-every", &CHECKPOINT_EVERY.to_string()])
         .args(["--steps", &steps.to_string()])
