@@ -37,9 +37,9 @@ pub fn device(backend: Backend) -> Result<Device, String> {
     match backend {
         Backend::Cpu => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
-        Backend::Wgpu => wgpu_device(backend),
+        Backend::Wgpu => wgpu_device(backend, None),
         #[cfg(feature = "vulkan")]
-        Backend::Vulkan => wgpu_device(backend),
+        Backend::Vulkan => wgpu_device(backend, None),
         #[cfg(feature = "cuda")]
         Backend::Cuda => Ok(Device::cuda(0)),
         #[allow(unreachable_patterns)]
@@ -78,7 +78,7 @@ fn indexed_device(backend: Backend, index: usize) -> Result<Device, String> {
     match backend {
         Backend::Cpu => Ok(Device::flex()),
         #[cfg(any(feature = "wgpu", feature = "vulkan"))]
-        Backend::Wgpu | Backend::Vulkan => wgpu_indexed_device(backend, index),
+        Backend::Wgpu | Backend::Vulkan => wgpu_device(backend, Some(index)),
         #[cfg(feature = "cuda")]
         Backend::Cuda => Ok(Device::cuda(index)),
         #[allow(unreachable_patterns)]
@@ -86,13 +86,16 @@ fn indexed_device(backend: Backend, index: usize) -> Result<Device, String> {
     }
 }
 
-/// The wgpu runtime's discrete GPU `index` for `backend`, brought up once per process.
+/// The wgpu runtime's device for `backend` (wgpu: the API wgpu settles on; vulkan: pinned to
+/// Vulkan): the default adapter, or with `index` that discrete GPU. Each is brought up once
+/// per process. burn's lazy `Device::wgpu` panics on another thread at the first tensor
+/// when the machine has no adapter; this asks first and says what to do.
 #[cfg(any(feature = "wgpu", feature = "vulkan"))]
-fn wgpu_indexed_device(backend: Backend, index: usize) -> Result<Device, String> {
+fn wgpu_device(backend: Backend, index: Option<usize>) -> Result<Device, String> {
     use burn::tensor::DeviceKind;
     use burn::tensor::wgpu::WgpuBackend;
     use std::sync::Mutex;
-    type Made = ((&'static str, usize), Result<Device, String>);
+    type Made = ((&'static str, Option<usize>), Result<Device, String>);
     static DEVICES: Mutex<Vec<Made>> = Mutex::new(Vec::new());
     let key = (backend.name(), index);
     let mut devices = DEVICES
@@ -105,35 +108,16 @@ fn wgpu_indexed_device(backend: Backend, index: usize) -> Result<Device, String>
         Backend::Vulkan => WgpuBackend::Vulkan,
         _ => WgpuBackend::Auto,
     };
-    let made = Device::wgpu_options()
-        .graphics_api(api)
-        .device_kind(DeviceKind::DiscreteGpu(index))
-        .init()
-        .map_err(|e| no_gpu(backend, &format!("discrete GPU {index}: {e}")));
+    let options = Device::wgpu_options().graphics_api(api);
+    let made = match index {
+        None => options.init().map_err(|e| no_gpu(backend, &e.to_string())),
+        Some(index) => options
+            .device_kind(DeviceKind::DiscreteGpu(index))
+            .init()
+            .map_err(|e| no_gpu(backend, &format!("discrete GPU {index}: {e}"))),
+    };
     devices.push((key, made.clone()));
     made
-}
-
-/// The wgpu runtime's device for `backend` (wgpu: the API wgpu settles on; vulkan: pinned to
-/// Vulkan), brought up once per process. burn's lazy `Device::wgpu` panics on another thread
-/// at the first tensor when the machine has no adapter; this asks first and says what to do.
-#[cfg(any(feature = "wgpu", feature = "vulkan"))]
-fn wgpu_device(backend: Backend) -> Result<Device, String> {
-    use burn::tensor::wgpu::WgpuBackend;
-    use std::sync::OnceLock;
-    static WGPU: OnceLock<Result<Device, String>> = OnceLock::new();
-    static VULKAN: OnceLock<Result<Device, String>> = OnceLock::new();
-    let (cell, api) = match backend {
-        Backend::Vulkan => (&VULKAN, WgpuBackend::Vulkan),
-        _ => (&WGPU, WgpuBackend::Auto),
-    };
-    cell.get_or_init(|| {
-        Device::wgpu_options()
-            .graphics_api(api)
-            .init()
-            .map_err(|e| no_gpu(backend, &e.to_string()))
-    })
-    .clone()
 }
 
 /// Why `backend` has no device here, and how to get one.
