@@ -6,7 +6,7 @@ use crate::digits::{ClassDigits, DigitsError, grids_tensor};
 use crate::training::checkpoint::{self, CheckpointError};
 use crate::training::config::TrainConfig;
 use crate::training::run::{TrainError, read_config};
-use crate::training::selection::{SelectionError, selected_t};
+use crate::training::selection::{SelectionError, SelectionRecord, read_record, selected_t};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::TransportMap;
@@ -81,6 +81,8 @@ pub struct ExportReport {
     pub manifest: Manifest,
     /// Largest |T(x)| change from storing in f16, on the probe digits.
     pub f16_max_abs_diff: f32,
+    /// The run's selection record when the exported T is the one it selected.
+    pub selection: Option<SelectionRecord>,
 }
 
 /// T(x) for a flat batch of grids.
@@ -147,20 +149,19 @@ pub fn export_map(
     device: &Device,
 ) -> Result<ExportReport, ExportError> {
     let config = read_config(run)?;
-    let (latest, _, mut state) = checkpoint::load_latest_nets(run, &config.nets, device)?;
-    let selected = match which {
-        MapChoice::Run => {
-            let empty = crate::device::unseeded(|| config.nets.transport().init(device));
-            selected_t(run, empty)?
-        }
+    let selection = match which {
+        MapChoice::Run => read_record(run)?.filter(|record| record.best.is_some()),
         MapChoice::Latest => None,
     };
-    let t = match selected {
-        Some((t, step)) => {
-            state.step = step;
-            t
+    let (t, step) = match selection.as_ref().and_then(|record| record.best.as_ref()) {
+        Some(best) => {
+            let empty = crate::device::unseeded(|| config.nets.transport().init(device));
+            (selected_t(run, best.step, empty)?, best.step)
         }
-        None => latest,
+        None => {
+            let (t, _, state) = checkpoint::load_latest_nets(run, &config.nets, device)?;
+            (t, state.step)
+        }
     };
 
     let probe = ClassDigits::load(&config.data.origin(), Split::Test, config.source)?;
@@ -205,7 +206,7 @@ pub fn export_map(
         } else {
             0.0
         },
-        training_steps: state.step,
+        training_steps: step,
         warm_start_steps: config.warm_start.as_ref().map_or(0, |w| w.steps),
         metrics: Default::default(),
         weights_file: WEIGHTS_FILE.into(),
@@ -228,5 +229,6 @@ pub fn export_map(
         dir: out.to_path_buf(),
         manifest,
         f16_max_abs_diff,
+        selection,
     })
 }

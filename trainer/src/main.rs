@@ -246,7 +246,7 @@ fn export_command(args: &ExportArgs) -> Result<()> {
     };
     let report = export_map(&args.run, &args.out, choice, which, &device)?;
     let m = &report.manifest;
-    if let (MapChoice::Run, Some(record)) = (which, read_selection(&args.run)?)
+    if let Some(record) = &report.selection
         && let Some(best) = &record.best
     {
         println!(

@@ -209,22 +209,19 @@ pub fn read_record(run: &Path) -> Result<Option<SelectionRecord>, SelectionError
     }
 }
 
-/// The T `run` selected and its step, loaded into `empty` (a map of the run's shape), if
-/// the run selected one.
+/// The T `run` selected at `step` (its record's best), loaded into `empty` (a map of the
+/// run's shape).
 pub fn selected_t(
     run: &Path,
+    step: u64,
     empty: TransportMap,
-) -> Result<Option<(TransportMap, u64)>, SelectionError> {
-    let Some(best) = read_record(run)?.and_then(|r| r.best) else {
-        return Ok(None);
-    };
-    let path = run.join(SelectionRecord::weights_file(best.step));
+) -> Result<TransportMap, SelectionError> {
+    let path = run.join(SelectionRecord::weights_file(step));
     let bytes = std::fs::read(&path).map_err(|e| file_error(&path, e))?;
-    let t = burnpack::load_bytes(empty, &bytes).map_err(|problem| SelectionError::File {
+    burnpack::load_bytes(empty, &bytes).map_err(|problem| SelectionError::File {
         path,
         message: problem.to_string(),
-    })?;
-    Ok(Some((t, best.step)))
+    })
 }
 
 fn file_error(path: &Path, error: std::io::Error) -> SelectionError {
