@@ -470,13 +470,7 @@ pub fn transport_costs(
         .sum::<f64>()
         / inputs.len() as f64;
     let matrix = sq_distance_matrix(&inputs[..n * GRID_LEN], &targets[..n * GRID_LEN], device);
-    let assignment = min_cost_assignment(&matrix, n);
-    let exact_ot = assignment
-        .iter()
-        .enumerate()
-        .map(|(i, &j)| matrix[i * n + j])
-        .sum::<f64>()
-        / n as f64;
+    let (assignment, exact_ot) = exact_ot(&matrix, n);
     let random_pairing = matrix.iter().sum::<f64>() / (n * n) as f64;
     // Blocks of random digits: the inputs come sorted by color, and a block of one color's
     // inputs against mixed targets would measure color mismatch, not sample size.
@@ -508,6 +502,19 @@ pub fn transport_costs(
         },
         similarity,
     )
+}
+
+/// The exact discrete OT assignment of the `[n, n]` cost matrix (row i to column
+/// `assignment[i]`) and its mean cost per pair.
+fn exact_ot(matrix: &[f64], n: usize) -> (Vec<usize>, f64) {
+    let assignment = min_cost_assignment(matrix, n);
+    let cost = assignment
+        .iter()
+        .enumerate()
+        .map(|(i, &j)| matrix[i * n + j])
+        .sum::<f64>()
+        / n as f64;
+    (assignment, cost)
 }
 
 /// Seed of the orders that cut the sample-size blocks.
@@ -549,13 +556,7 @@ fn exact_ot_in_blocks(
                                 .map(move |&j| matrix[i * n + j])
                         })
                         .collect();
-                    let assignment = min_cost_assignment(&sub, m);
-                    assignment
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &j)| sub[i * m + j])
-                        .sum::<f64>()
-                        / m as f64
+                    exact_ot(&sub, m).1
                 })
                 .sum();
             OtAtSize {
