@@ -73,6 +73,13 @@ pub struct Checkpoint {
     pub t_average: Option<TransportMap>,
 }
 
+impl Checkpoint {
+    /// The run's map: the average of T's weights when the run keeps one, else T itself.
+    pub fn map(&self) -> TransportMap {
+        self.t_average.clone().unwrap_or_else(|| self.t.clone())
+    }
+}
+
 const AVERAGE_FILE: &str = "t_average.bpk";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {

@@ -358,7 +358,7 @@ pub fn train_on(
             .as_ref()
             .is_none_or(|r| r.history.iter().all(|p| p.step != step));
         if step > 0 && missing {
-            let t = state.t_average.clone().unwrap_or_else(|| state.t.clone());
+            let t = state.map();
             selection = Some(validate(run, validator, selection, config, &t, step)?);
         }
     }
@@ -597,7 +597,7 @@ pub fn train_on(
         }
         if let (true, Some(validator)) = (validates(step), &validator) {
             bar.set_message("validating T on held-out digits");
-            let t = state.t_average.clone().unwrap_or_else(|| state.t.clone());
+            let t = state.map();
             let record = validate(run, validator, selection.take(), config, &t, step)?;
             if let Some(best) = &record.best {
                 bar.println(format!(
