@@ -661,6 +661,12 @@ pub struct TrainArgs {
     /// models/pretrained/classifier].
     #[arg(long, value_name = "DIR")]
     select_judge: Option<PathBuf>,
+    /// Train the recipe this many times, at seeds --seed, --seed + 1, …, each in a
+    /// subdirectory seed-N of the run, and make the map the restart with the lowest
+    /// validation FID-3D [default: the preset's with model selection; 1 without it or with
+    /// --init-from].
+    #[arg(long, value_name = "N")]
+    restarts: Option<u32>,
     /// Channels of T at full resolution [default: the preset's].
     #[arg(long)]
     t_width: Option<usize>,
@@ -910,6 +916,16 @@ impl TrainArgs {
                 preset_select.map_or(PathBuf::from("models/pretrained/classifier"), |s| s.judge)
             }),
         });
+        // Restarts choose by the validation, and a transferred start is the same for all.
+        let single = config.select.is_none() || self.init_from.is_some();
+        config.restarts = self
+            .restarts
+            .unwrap_or(if single { 1 } else { config.restarts });
+        if config.restarts > 1 && self.init_from.is_some() {
+            anyhow::bail!(
+                "--restarts trains new runs at new seeds: give --restarts 1 with --init-from"
+            );
+        }
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid training settings: {e}"))?;

@@ -5,6 +5,7 @@ use crate::atomic_file::write_atomic;
 use crate::digits::{ClassDigits, DigitsError, grids_tensor};
 use crate::training::checkpoint::{self, CheckpointError};
 use crate::training::config::TrainConfig;
+use crate::training::restarts::{RestartsRecord, map_run, read_restarts};
 use crate::training::run::{TrainError, read_config};
 use crate::training::selection::{SelectionError, SelectionRecord, read_record, selected_t};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -83,6 +84,8 @@ pub struct ExportReport {
     pub f16_max_abs_diff: f32,
     /// The run's selection record when the exported T is the one it selected.
     pub selection: Option<SelectionRecord>,
+    /// The run's restarts, when it trained several; the map is their chosen one's.
+    pub restarts: Option<RestartsRecord>,
 }
 
 /// T(x) for a flat batch of grids.
@@ -148,6 +151,9 @@ pub fn export_map(
     which: MapChoice,
     device: &Device,
 ) -> Result<ExportReport, ExportError> {
+    // A run of restarts exports its chosen restart's map.
+    let restarts = read_restarts(run)?;
+    let run = &map_run(run)?;
     let config = read_config(run)?;
     let selection = match which {
         MapChoice::Run => read_record(run)?.filter(|record| record.best.is_some()),
@@ -230,5 +236,6 @@ pub fn export_map(
         manifest,
         f16_max_abs_diff,
         selection,
+        restarts,
     })
 }

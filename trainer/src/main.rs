@@ -21,12 +21,15 @@ use ot3d_trainer::eval::classifier_train::{
     ClassifierTrainConfig, FlavorName, save_classifier, train_classifier,
 };
 use ot3d_trainer::eval::evaluate::{EvalRequest, evaluate, record_in_manifest, table};
-use ot3d_trainer::eval::figures::{LabeledMap, MapFigure, compare_figure, loss_figure, map_figure};
+use ot3d_trainer::eval::figures::{
+    LabeledMap, MapFigure, RestartTrace, compare_figure, loss_figure, map_figure, restarts_curve,
+};
 use ot3d_trainer::export::{MapChoice, PrecisionChoice, export_map};
 use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, npy_shape};
 use ot3d_trainer::mnist_dir::load_split;
 use ot3d_trainer::preview::{PreviewRequest, write_preview};
 use ot3d_trainer::training::log::read_log;
+use ot3d_trainer::training::restarts::{RestartsRecord, map_run, read_restarts};
 use ot3d_trainer::training::run::{Finish, Start, read_config, train_on};
 use ot3d_trainer::training::selection::read_record as read_selection;
 use std::process::ExitCode;
@@ -219,7 +222,16 @@ fn train_command(args: &TrainArgs) -> Result<()> {
         run.display(),
         config.steps
     );
-    match train_on(&config, &run, start, &devices, &stop, !args.quiet)? {
+    let finish = train_on(&config, &run, start, &devices, &stop, !args.quiet)?;
+    if let Some(record) = read_restarts(&run)? {
+        println!("restarts: {}", restarts_summary(&record));
+    }
+    match finish {
+        Finish::Completed { step } if config.restarts > 1 => println!(
+            "done: {} restarts of {step} steps; the map is the chosen restart's (ot3d export {})",
+            config.restarts,
+            run.display()
+        ),
         Finish::Completed { step } => println!(
             "done: {step} steps; checkpoint and log.jsonl in {}",
             run.display()
@@ -246,6 +258,16 @@ fn export_command(args: &ExportArgs) -> Result<()> {
     };
     let report = export_map(&args.run, &args.out, choice, which, &device)?;
     let m = &report.manifest;
+    if let Some(restarts) = &report.restarts
+        && let Some(chosen) = restarts.chosen()
+    {
+        println!(
+            "restarts: {}; the map is seed {}'s ({})",
+            restarts_summary(restarts),
+            chosen.seed,
+            args.run.join(&chosen.dir).display()
+        );
+    }
     if let Some(record) = &report.selection
         && let Some(best) = &record.best
     {
@@ -272,6 +294,28 @@ fn export_command(args: &ExportArgs) -> Result<()> {
         report.f16_max_abs_diff
     );
     Ok(())
+}
+
+/// Each restart's seed and best validation FID-3D, e.g. "seed 0: 21.55 at step 400".
+fn restarts_summary(record: &RestartsRecord) -> String {
+    record
+        .restarts
+        .iter()
+        .map(|r| {
+            let state = match (&r.best, &r.failed, r.finished) {
+                (_, Some(_), _) => "diverged".to_string(),
+                (Some(best), _, finished) => format!(
+                    "validation FID-3D {:.2} at step {}{}",
+                    best.fid,
+                    best.step,
+                    if finished { "" } else { ", unfinished" }
+                ),
+                (None, _, _) => "not validated yet".to_string(),
+            };
+            format!("seed {} {state}", r.seed)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn map_command(args: &MapArgs) -> Result<()> {
@@ -440,14 +484,53 @@ fn figure_compare(args: &FigureCompareArgs) -> Result<()> {
 }
 
 fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
-    let log = read_log(&args.run).with_context(|| {
+    // A run of restarts: the chosen restart's curves, and the whole run's time to quality.
+    let run = &map_run(&args.run)?;
+    let mut restarts = None;
+    if let Some(record) = read_restarts(&args.run)? {
+        println!("the chosen restart: {}", run.display());
+        let mut traces = Vec::new();
+        for r in &record.restarts {
+            let dir = args.run.join(&r.dir);
+            let (log, warm) = run_records(&dir)?;
+            if let Some(selection) = read_selection(&dir)? {
+                traces.push((r.seed, log, warm, selection));
+            }
+        }
+        let traces: Vec<RestartTrace> = traces
+            .iter()
+            .map(|(seed, log, warm, selection)| RestartTrace {
+                seed: *seed,
+                log,
+                warm: warm.as_ref(),
+                selection,
+            })
+            .collect();
+        restarts = Some(restarts_curve(&traces));
+    }
+    let (log, warm) = run_records(run)?;
+    let selection = read_selection(run)?;
+    write_png(
+        &args.out,
+        &loss_figure(&log, warm.as_ref(), selection.as_ref(), restarts.as_ref()),
+    )
+}
+
+/// A run's NOT-step log and warm-start report (when it had one); refused when it has
+/// neither yet.
+fn run_records(
+    run: &std::path::Path,
+) -> Result<(
+    Vec<ot3d_trainer::training::log::StepRecord>,
+    Option<ot3d_trainer::training::warm_start::WarmStartReport>,
+)> {
+    let log = read_log(run).with_context(|| {
         format!(
             "cannot read {}/log.jsonl: pass a training run directory (ot3d train --run DIR)",
-            args.run.display()
+            run.display()
         )
     })?;
-    // The warm start's curves, when the run had one.
-    let warm_path = args.run.join(ot3d_trainer::training::run::WARM_START_FILE);
+    let warm_path = run.join(ot3d_trainer::training::run::WARM_START_FILE);
     let warm = match std::fs::read(&warm_path) {
         Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
             format!(
@@ -459,16 +542,9 @@ fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", warm_path.display())),
     };
     if log.is_empty() && warm.is_none() {
-        anyhow::bail!(
-            "{}/log.jsonl has no steps yet: train first",
-            args.run.display()
-        );
+        anyhow::bail!("{}/log.jsonl has no steps yet: train first", run.display());
     }
-    let selection = read_selection(&args.run)?;
-    write_png(
-        &args.out,
-        &loss_figure(&log, warm.as_ref(), selection.as_ref()),
-    )
+    Ok((log, warm))
 }
 
 /// A JSON file read back; `make` is the command that writes it (the path is appended) and

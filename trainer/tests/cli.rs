@@ -489,6 +489,34 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     );
     let off = dry_run_config(&["--data-dir", dir, "--select-every", "0"]);
     assert!(off.get("select").is_none(), "no selection is not written");
+    // Restarts: the preset's three, chosen among by the validation; one without it, one
+    // when transferring, and more than one there refused.
+    assert_eq!(cpu["restarts"], 3);
+    assert!(gpu.get("restarts").is_none(), "one run is not written");
+    assert!(off.get("restarts").is_none(), "no selection, one run");
+    let two = dry_run_config(&["--data-dir", dir, "--restarts", "2"]);
+    assert_eq!(two["restarts"], 2);
+    let transferred = dry_run_config(&["--data-dir", dir, "--init-from", "runs/x"]);
+    assert!(transferred.get("restarts").is_none(), "{transferred}");
+    refused(
+        &["train", "--dry-run", "--restarts", "2", "--init-from", "x"],
+        "give --restarts 1 with --init-from",
+    );
+    refused(
+        &[
+            "train",
+            "--dry-run",
+            "--restarts",
+            "2",
+            "--select-every",
+            "0",
+        ],
+        "give --select-every N > 0, or --restarts 1",
+    );
+    refused(
+        &["train", "--dry-run", "--restarts", "0"],
+        "restarts must be 1..=16",
+    );
     refused(
         &[
             "train",

@@ -1495,3 +1495,125 @@ fn a_resumed_run_continues_its_model_selection() {
     let best = record.best.unwrap();
     assert!(dir.join(SelectionRecord::weights_file(best.step)).is_file());
 }
+
+/// Restarts: the recipe trained at seeds 5 and 6 in seed-5/ and seed-6/, each a whole run
+/// with its own selection; the run's map (export, figures, --init-from) is the restart with
+/// the lowest validation FID-3D. A resumed run trains only the restarts not yet done.
+#[test]
+fn restarts_train_each_seed_and_the_run_exports_the_best_validated_one() {
+    use ot3d_models::nets::burnpack::Precision;
+    use ot3d_trainer::export::{MapChoice, PrecisionChoice, export_map};
+    use ot3d_trainer::training::config::Selection;
+    use ot3d_trainer::training::restarts::{
+        RESTARTS_FILE, RestartsRecord, map_run, read_restarts, restart_dir,
+    };
+    use ot3d_trainer::training::selection::read_record;
+
+    let Some(mut config) = tiny(3) else { return };
+    config.select = Some(Selection {
+        every: 3,
+        held_out: 16,
+        judge: ot3d_tests::repo_root().join("models/pretrained/classifier"),
+    });
+    config.seed = 5;
+    config.restarts = 2;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("run");
+    assert_eq!(
+        run(&config, &dir, Start::New).unwrap(),
+        Finish::Completed { step: 3 }
+    );
+    assert_eq!(read_config(&dir).unwrap(), config, "the run's own config");
+    for seed in [5, 6] {
+        let sub = read_config(&restart_dir(&dir, seed)).unwrap();
+        assert_eq!((sub.seed, sub.restarts), (seed, 1));
+        assert_eq!(sub.steps, 3);
+    }
+    let record = read_restarts(&dir).unwrap().expect("a restarts record");
+    assert_eq!(
+        record.restarts.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        vec![5, 6]
+    );
+    for r in &record.restarts {
+        assert!(r.finished && r.failed.is_none() && r.seconds > 0.0, "{r:?}");
+        let own = read_record(&dir.join(&r.dir)).unwrap().unwrap().best;
+        assert_eq!(r.best, own, "each restart's best is its own selection's");
+    }
+    let chosen = record.chosen().unwrap().clone();
+    let other = record
+        .restarts
+        .iter()
+        .find(|r| r.seed != chosen.seed)
+        .unwrap();
+    assert!(chosen.best.as_ref().unwrap().fid <= other.best.as_ref().unwrap().fid);
+    assert_eq!(map_run(&dir).unwrap(), dir.join(&chosen.dir));
+
+    // The run exports the chosen restart's selected T, exactly as that restart would.
+    let device = Device::flex();
+    let f32_only = PrecisionChoice::Exactly(Precision::F32);
+    let export = |from: &Path, name| {
+        export_map(
+            from,
+            &work.path().join(name),
+            f32_only,
+            MapChoice::Run,
+            &device,
+        )
+        .unwrap()
+    };
+    let whole = export(&dir, "m");
+    let direct = export(&dir.join(&chosen.dir), "d");
+    assert_eq!(whole.manifest.sha256, direct.manifest.sha256);
+    assert_eq!(whole.restarts.as_ref(), Some(&record));
+    // Its figure: the chosen restart's curves and the run's best validation over minutes.
+    let png = work.path().join("losses.png");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ot3d"))
+        .args(["figure", "losses"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(&chosen.dir), "{said}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+    // As if the process died before the second restart began: resuming trains it alone.
+    let first_log = read(dir.join(&record.restarts[0].dir).join("log.jsonl"));
+    std::fs::remove_dir_all(dir.join(&record.restarts[1].dir)).unwrap();
+    let partial = RestartsRecord {
+        restarts: record.restarts[..1].to_vec(),
+    };
+    std::fs::write(
+        dir.join(RESTARTS_FILE),
+        serde_json::to_string(&partial).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(map_run(&dir).unwrap(), dir.join(&record.restarts[0].dir));
+    run(&config, &dir, Start::Resume).unwrap();
+    let resumed = read_restarts(&dir).unwrap().unwrap();
+    assert_eq!(resumed.restarts.len(), 2);
+    assert_eq!(
+        read(dir.join(&record.restarts[0].dir).join("log.jsonl")),
+        first_log,
+        "the finished restart was not trained again"
+    );
+    // The same seed trains the same restart (validation included).
+    assert_eq!(resumed.restarts[1].best, record.restarts[1].best);
+
+    // Restarts choose by validation: without model selection they are refused, and so is a
+    // new run in the restarts' directory.
+    let mut blind = config.clone();
+    blind.select = None;
+    let err = run(&blind, &work.path().join("blind"), Start::New)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--restarts 1"), "{err}");
+    let err = run(&config, &dir, Start::New).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+}

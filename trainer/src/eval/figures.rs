@@ -452,6 +452,7 @@ pub fn loss_figure(
     log: &[StepRecord],
     warm: Option<&WarmStartReport>,
     selection: Option<&SelectionRecord>,
+    restarts: Option<&RestartsCurve>,
 ) -> RgbImage {
     let steps: Vec<f64> = log.iter().map(|r| r.step as f64).collect();
     let index = |values: &[f64]| (1..=values.len()).map(|i| i as f64).collect::<Vec<_>>();
@@ -520,7 +521,65 @@ pub fn loss_figure(
             .in_unit("min"),
         );
     }
+    if let Some(curve) = restarts.filter(|c| !c.minutes.is_empty()) {
+        panels.push(
+            CurvePanel::new(
+                format!(
+                    "restarts (seeds {}): best validation FID-3D so far vs minutes",
+                    curve.seeds
+                ),
+                curve.minutes.clone(),
+                curve.best_fid.clone(),
+                [255, 140, 200],
+            )
+            .in_unit("min"),
+        );
+    }
     stacked_panels(&panels)
+}
+
+/// One restart's records, for [`restarts_curve`].
+pub struct RestartTrace<'a> {
+    pub seed: u64,
+    pub log: &'a [StepRecord],
+    pub warm: Option<&'a WarmStartReport>,
+    pub selection: &'a SelectionRecord,
+}
+
+/// The time-to-quality curve of a run of restarts (see [`restarts_curve`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartsCurve {
+    /// The restarts' seeds, e.g. "0, 1, 2".
+    pub seeds: String,
+    pub minutes: Vec<f64>,
+    pub best_fid: Vec<f64>,
+}
+
+/// At each validation of each restart in turn (they train one after another): the wall
+/// minutes since the first began, and the lowest validation FID-3D of all restarts so far,
+/// which is the map the run would export if stopped then.
+pub fn restarts_curve(traces: &[RestartTrace]) -> RestartsCurve {
+    let (mut minutes, mut best_fid) = (Vec::new(), Vec::new());
+    let (mut offset, mut best) = (0.0, f64::INFINITY);
+    for trace in traces {
+        let at = validation_minutes(trace.log, trace.warm, trace.selection);
+        for (m, point) in at.iter().zip(&trace.selection.history) {
+            best = best.min(point.fid);
+            minutes.push(offset + m);
+            best_fid.push(best);
+        }
+        let logged: f64 = trace.log.iter().map(|r| r.seconds).sum();
+        offset += (trace.warm.map_or(0.0, |w| w.seconds) + logged) / 60.0;
+    }
+    RestartsCurve {
+        seeds: traces
+            .iter()
+            .map(|t| t.seed.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        minutes,
+        best_fid,
+    }
 }
 
 /// The wall minutes into the run at each validation: the warm start's seconds, then the
@@ -688,13 +747,13 @@ mod tests {
                 anchor_fit: None,
             })
             .collect();
-        let image = loss_figure(&log, None, None);
+        let image = loss_figure(&log, None, None, None);
         assert_eq!((image.width, image.height), (900, 720));
         for color in [[120, 180, 255], [255, 170, 90], [120, 220, 140]] {
             assert!(lit(&image, color) > 100, "{color:?} curve missing");
         }
         // One record, or a constant series, still draws.
-        let one = loss_figure(&log[..1], None, None);
+        let one = loss_figure(&log[..1], None, None, None);
         assert!(lit(&one, [120, 180, 255]) > 0);
 
         // A warm start adds its two panels on top.
@@ -709,7 +768,7 @@ mod tests {
             potential_losses: (1..=10).map(|i| -(i as f64)).collect(),
             seconds: 1.0,
         };
-        let both = loss_figure(&log, Some(&warm), None);
+        let both = loss_figure(&log, Some(&warm), None, None);
         assert_eq!((both.width, both.height), (900, 1200));
         assert!(
             lit(&both, [230, 120, 230]) > 100,
@@ -722,6 +781,7 @@ mod tests {
                 potential_losses: vec![],
                 ..warm.clone()
             }),
+            None,
             None,
         );
         assert_eq!(no_f.height, 960);
@@ -743,7 +803,7 @@ mod tests {
             ],
             best: Some(point(20, 25.0, 0.95)),
         };
-        let selected = loss_figure(&log, Some(&warm), Some(&record));
+        let selected = loss_figure(&log, Some(&warm), Some(&record), None);
         assert_eq!(selected.height, 1200 + 480);
         assert!(lit(&selected, [255, 110, 110]) > 100, "FID curve missing");
         assert!(
@@ -754,6 +814,40 @@ mod tests {
         assert_eq!(
             validation_minutes(&log, Some(&warm), &record),
             vec![11.0 / 60.0, 21.0 / 60.0, 31.0 / 60.0]
+        );
+
+        // Restarts: the second's validations follow the first's whole time (its warm start
+        // and every logged step), and the curve keeps the best score so far.
+        let second = SelectionRecord {
+            history: vec![point(10, 20.0, 0.9), point(30, 35.0, 0.9)],
+            best: Some(point(10, 20.0, 0.9)),
+            ..record.clone()
+        };
+        let trace = |seed, selection| RestartTrace {
+            seed,
+            log: &log,
+            warm: Some(&warm),
+            selection,
+        };
+        let curve = restarts_curve(&[trace(3, &record), trace(4, &second)]);
+        let whole = (1.0 + log.len() as f64) / 60.0;
+        assert_eq!(curve.seeds, "3, 4");
+        assert_eq!(curve.best_fid, vec![40.0, 25.0, 25.0, 20.0, 20.0]);
+        let expected = [
+            11.0 / 60.0,
+            21.0 / 60.0,
+            31.0 / 60.0,
+            whole + 11.0 / 60.0,
+            whole + 31.0 / 60.0,
+        ];
+        for (got, want) in curve.minutes.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{:?}", curve.minutes);
+        }
+        let with_restarts = loss_figure(&log, Some(&warm), Some(&record), Some(&curve));
+        assert_eq!(with_restarts.height, 1200 + 3 * 240);
+        assert!(
+            lit(&with_restarts, [255, 140, 200]) > 100,
+            "restarts curve missing"
         );
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod log;
 pub mod losses;
 pub mod replicas;
+pub mod restarts;
 pub mod run;
 pub mod sampler;
 pub mod selection;

@@ -7,9 +7,11 @@ use super::config::{NetsConfig, TrainConfig};
 use super::log::{LossLog, StepRecord};
 use super::losses::{repeat_draws, transport_loss, weak_cost_terms};
 use super::replicas::{Replicas, ReplicasError, ShareLoss};
+use super::restarts::{map_run, train_restarts};
 use super::sampler::{BatchSampler, noise_batch};
 use super::selection::{
-    SelectionError, SelectionRecord, Validator, hold_out, read_record, record_point,
+    SelectionError, SelectionRecord, VALIDATION_SEED, Validator, hold_out, read_record,
+    record_point,
 };
 use super::steps::{anchored_t_step, f_step, fixed_on, score, t_step};
 use super::warm_start::{ot_pairs, potential_warm_up, warm_start};
@@ -260,6 +262,9 @@ pub fn train_on(
     stop: &AtomicBool,
     progress: bool,
 ) -> Result<Finish, TrainError> {
+    if config.restarts > 1 {
+        return train_restarts(config, run, start, devices, stop, progress);
+    }
     config.validate().map_err(TrainError::Config)?;
     let replicas = Replicas::new(
         devices.iter().map(|d| d.clone().autodiff()).collect(),
@@ -286,9 +291,9 @@ pub fn train_on(
     let (source_digits, validator) = match &config.select {
         Some(select) => {
             let (kept, held) = hold_out(&source_digits, select)?;
-            let inputs = stack.apply_values(&held.sample_values(held.len(), config.seed)?, &device);
-            let validator =
-                Validator::new(select, inputs, &target_digits, config.seed, &devices[0])?;
+            let inputs =
+                stack.apply_values(&held.sample_values(held.len(), VALIDATION_SEED)?, &device);
+            let validator = Validator::new(select, inputs, &target_digits, &devices[0])?;
             (kept, Some(validator))
         }
         None => (source_digits, None),
@@ -307,6 +312,8 @@ pub fn train_on(
             }
             let mut state = fresh(config, &device);
             if let Start::InitFrom(other) = &start {
+                // A run of restarts starts others from its chosen restart.
+                let other = &map_run(other)?;
                 let theirs = read_config(other)?;
                 // A deterministic map may start a stochastic one (the weak cost): the same
                 // nets but for T's noise inputs, which it gains.

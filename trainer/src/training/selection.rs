@@ -26,6 +26,9 @@ use std::path::{Path, PathBuf};
 pub const SELECTION_FILE: &str = "selection.json";
 /// Training targets whose features are the validation FID's reference.
 pub const REFERENCE_DIGITS: usize = 1000;
+/// Seed of the held-out digits' voxelization and of the reference draw, the same for every
+/// run whatever its seed, so validations of runs at different seeds (restarts) compare.
+pub const VALIDATION_SEED: u64 = 0;
 /// Held-out digits mapped at once.
 const CHUNK: usize = 100;
 
@@ -107,12 +110,12 @@ pub struct Validator {
 impl Validator {
     /// The judge from `select.judge`, the held-out sources `inputs` (voxel grids, as T
     /// sees them: through the stack below it, if any), and the features of
-    /// [`REFERENCE_DIGITS`] training targets drawn with `seed`, on `device` (a plain one).
+    /// [`REFERENCE_DIGITS`] training targets drawn with [`VALIDATION_SEED`], on `device` (a
+    /// plain one).
     pub fn new(
         select: &Selection,
         inputs: Vec<f32>,
         target: &ClassDigits,
-        seed: u64,
         device: &Device,
     ) -> Result<Self, SelectionError> {
         let (classifier, _) =
@@ -122,7 +125,7 @@ impl Validator {
             })?;
         let reference = classify(
             &classifier,
-            &target.sample_values(REFERENCE_DIGITS, seed)?,
+            &target.sample_values(REFERENCE_DIGITS, VALIDATION_SEED)?,
             device,
         );
         Ok(Self {
