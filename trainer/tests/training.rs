@@ -1605,6 +1605,19 @@ fn restarts_train_each_seed_and_the_run_exports_the_best_validated_one() {
     );
     // The same seed trains the same restart (validation included).
     assert_eq!(resumed.restarts[1].best, record.restarts[1].best);
+    // Extended on resume (--steps), every restart trains on to the new last step.
+    let mut longer = config.clone();
+    longer.steps = 4;
+    run(&longer, &dir, Start::Resume).unwrap();
+    for r in &read_restarts(&dir).unwrap().unwrap().restarts {
+        assert!(r.finished, "{r:?}");
+        let sub = dir.join(&r.dir);
+        assert!(
+            latest_dir(&sub).unwrap().ends_with("step-00000004"),
+            "{r:?}"
+        );
+        assert_eq!(read_config(&sub).unwrap().steps, 4);
+    }
 
     // Restarts choose by validation: without model selection they are refused, and so is a
     // new run in the restarts' directory.

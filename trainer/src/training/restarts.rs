@@ -9,7 +9,7 @@
 //! draw (see [`super::selection::VALIDATION_SEED`]), so their scores compare.
 
 use super::config::TrainConfig;
-use super::run::{Finish, Start, TrainError, config_path, train_on};
+use super::run::{Finish, Start, TrainError, config_path, read_config, train_on};
 use super::selection::{ValidationPoint, read_record};
 use crate::atomic_file::write_atomic;
 use burn::tensor::Device;
@@ -172,7 +172,11 @@ pub fn train_restarts(
                 record.restarts.len() - 1
             }
         };
-        if record.restarts[index].failed.is_some() {
+        let done = &record.restarts[index];
+        // A finished restart is left alone unless the run was extended (--steps on resume).
+        if done.failed.is_some()
+            || (done.finished && read_config(&dir).is_ok_and(|c| c.steps == sub_config.steps))
+        {
             continue;
         }
         let sub_start = if config_path(&dir).exists() {
