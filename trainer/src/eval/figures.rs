@@ -524,10 +524,7 @@ pub fn loss_figure(
     if let Some(curve) = restarts.filter(|c| !c.minutes.is_empty()) {
         panels.push(
             CurvePanel::new(
-                format!(
-                    "restarts (seeds {}): best validation FID-3D so far vs minutes",
-                    curve.seeds
-                ),
+                format!("seeds {}: best validation FID-3D so far", curve.seeds),
                 curve.minutes.clone(),
                 curve.best_fid.clone(),
                 [255, 140, 200],
@@ -549,7 +546,7 @@ pub struct RestartTrace<'a> {
 /// The time-to-quality curve of a run of restarts (see [`restarts_curve`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestartsCurve {
-    /// The restarts' seeds, e.g. "0, 1, 2".
+    /// The restarts' seeds, e.g. "0-2" (restarts train consecutive seeds).
     pub seeds: String,
     pub minutes: Vec<f64>,
     pub best_fid: Vec<f64>,
@@ -572,11 +569,13 @@ pub fn restarts_curve(traces: &[RestartTrace]) -> RestartsCurve {
         offset += (trace.warm.map_or(0.0, |w| w.seconds) + logged) / 60.0;
     }
     RestartsCurve {
-        seeds: traces
-            .iter()
-            .map(|t| t.seed.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        seeds: match (traces.first(), traces.last()) {
+            (Some(first), Some(last)) if traces.len() > 1 => {
+                format!("{}-{}", first.seed, last.seed)
+            }
+            (Some(only), _) => only.seed.to_string(),
+            _ => String::new(),
+        },
         minutes,
         best_fid,
     }
@@ -831,7 +830,7 @@ mod tests {
         };
         let curve = restarts_curve(&[trace(3, &record), trace(4, &second)]);
         let whole = (1.0 + log.len() as f64) / 60.0;
-        assert_eq!(curve.seeds, "3, 4");
+        assert_eq!(curve.seeds, "3-4");
         assert_eq!(curve.best_fid, vec![40.0, 25.0, 25.0, 20.0, 20.0]);
         let expected = [
             11.0 / 60.0,
