@@ -155,6 +155,15 @@ impl ConvArg {
             ConvArg::Im2col => "im2col",
         }
     }
+
+    pub fn route(self) -> ot3d_models::nets::ConvRoute {
+        use ot3d_models::nets::ConvRoute;
+        match self {
+            ConvArg::Gemm => ConvRoute::Gemm,
+            ConvArg::Burn => ConvRoute::Burn,
+            ConvArg::Im2col => ConvRoute::Im2col,
+        }
+    }
 }
 
 #[derive(Args)]

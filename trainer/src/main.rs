@@ -653,8 +653,7 @@ fn bench_steps(args: &BenchStepsArgs) -> Result<()> {
         warmup: args.warmup,
         reps: args.reps as usize,
     };
-    ot3d_models::nets::gemm_conv::set_enabled(args.conv == ConvArg::Gemm);
-    ot3d_models::nets::im2col_conv::set_enabled(args.conv == ConvArg::Im2col);
+    ot3d_models::nets::set_conv_route(args.conv.route());
     let label = match backend {
         Backend::Cpu => format!("cpu, {} conv", args.conv.name()),
         _ if args.conv == ConvArg::Im2col => format!("{}, im2col conv", backend.name()),

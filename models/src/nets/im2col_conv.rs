@@ -5,20 +5,6 @@ use super::uniform_geometry;
 use burn::nn::conv::Conv3d;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Tensor, s};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
-/// Routes every convolution that ot3d's CPU kernels do not take (other devices, or those
-/// kernels turned off) through [`conv3d`] instead of burn's conv3d (off by default).
-pub fn set_enabled(enabled: bool) {
-    ENABLED.store(enabled, Ordering::SeqCst);
-}
-
-/// Whether [`set_enabled`] turned the route on.
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::SeqCst)
-}
 
 /// `conv.forward(x)` as im2col + matmul: the k³ strided views of the padded input stacked
 /// into columns `[batch, channels·k³, positions]`, times the weight `[out, channels·k³]`.

@@ -25,16 +25,45 @@ use burn::module::Module;
 use burn::nn::PaddingConfig3d;
 use burn::nn::conv::Conv3d;
 use burn::tensor::Tensor;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-/// `conv.forward(x)`: through the GEMM kernels on the CPU device where the trainer built them
-/// in (feature `gemm-conv`); elsewhere through im2col + matmul where that route is turned on
-/// ([`im2col_conv::set_enabled`]), else burn's conv3d.
+/// Which 3D convolution (and leaky ReLU) the networks run, for the whole process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvRoute {
+    /// ot3d's im2col + GEMM kernels and fused leaky ReLU on the CPU device where the trainer
+    /// built them in (feature `gemm-conv`), burn's ops everywhere else (the default).
+    Gemm,
+    /// burn's conv3d and leaky ReLU with their default backward, everywhere.
+    Burn,
+    /// im2col and one batched matmul in burn's tensor ops ([`im2col_conv`]), on every
+    /// device, for backends whose conv3d kernels are slow.
+    Im2col,
+}
+
+static CONV_ROUTE: AtomicU8 = AtomicU8::new(ConvRoute::Gemm as u8);
+
+/// Sets the route every later convolution takes (for A/B benchmarks and slow GPU kernels).
+pub fn set_conv_route(route: ConvRoute) {
+    CONV_ROUTE.store(route as u8, Ordering::SeqCst);
+}
+
+/// The route set by [`set_conv_route`].
+pub fn conv_route() -> ConvRoute {
+    match CONV_ROUTE.load(Ordering::SeqCst) {
+        r if r == ConvRoute::Burn as u8 => ConvRoute::Burn,
+        r if r == ConvRoute::Im2col as u8 => ConvRoute::Im2col,
+        _ => ConvRoute::Gemm,
+    }
+}
+
+/// `conv.forward(x)` by the [`conv_route`]: the GEMM kernels where they take `x`, im2col +
+/// matmul on that route, else burn's conv3d.
 pub(crate) fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
     #[cfg(feature = "gemm-conv")]
     if gemm_conv::takes(conv, &x) {
         return gemm_conv::conv3d(conv, x);
     }
-    if im2col_conv::enabled() {
+    if conv_route() == ConvRoute::Im2col {
         im2col_conv::conv3d(conv, x)
     } else {
         conv.forward(x)

@@ -11,6 +11,7 @@ mod leaky_relu;
 pub use leaky_relu::leaky_relu;
 
 use super::uniform_geometry;
+use super::{ConvRoute, conv_route};
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -23,20 +24,6 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::conv::Conv3d;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use kernels::ConvGeometry;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Turns the GEMM convolution and the fused leaky ReLU on or off for the whole process (on by
-/// default); off, every conv and activation is burn's own. For A/B benchmarks.
-pub fn set_enabled(enabled: bool) {
-    ENABLED.store(enabled, Ordering::SeqCst);
-}
-
-/// Whether convolutions (and leaky ReLUs) on the CPU device go through ot3d's kernels.
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::SeqCst)
-}
 
 /// The custom op: a bias-free 3D convolution (cubic kernel, one stride and symmetric padding
 /// on every axis), differentiable through its own backward.
@@ -173,7 +160,9 @@ fn gemm_geometry(conv: &Conv3d, x: &Tensor<5>) -> Option<(usize, usize)> {
 
 /// Whether ot3d's kernels take `x`: they are on, and `x` is f32 on the CPU device.
 fn kernels_run_on<const D: usize>(x: &Tensor<D>) -> bool {
-    enabled() && x.dtype() == DType::F32 && x.device().inner() == Device::flex()
+    conv_route() == ConvRoute::Gemm
+        && x.dtype() == DType::F32
+        && x.device().inner() == Device::flex()
 }
 
 /// `conv.forward(x)`, through the GEMM kernels when `x` is an f32 tensor on the CPU device
