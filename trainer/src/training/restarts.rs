@@ -81,7 +81,7 @@ pub fn read_restarts(run: &Path) -> Result<Option<RestartsRecord>, TrainError> {
     let path = run.join(RESTARTS_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            TrainError::Config(format!(
+            TrainError::Restarts(format!(
                 "{}: {e}; the file is corrupt: delete it and resume the run (ot3d train --resume {}) to rebuild it",
                 path.display(),
                 run.display()
@@ -99,7 +99,7 @@ pub fn map_run(run: &Path) -> Result<PathBuf, TrainError> {
         None => Ok(run.to_path_buf()),
         Some(record) => match record.chosen() {
             Some(chosen) => Ok(run.join(&chosen.dir)),
-            None => Err(TrainError::Config(format!(
+            None => Err(TrainError::Restarts(format!(
                 "{}: none of its restarts has a validated map yet; resume it with `ot3d train --resume {}`",
                 run.display(),
                 run.display()
@@ -127,7 +127,7 @@ pub fn train_restarts(
 ) -> Result<Finish, TrainError> {
     config.validate().map_err(TrainError::Config)?;
     if let Start::InitFrom(_) = start {
-        return Err(TrainError::Config(
+        return Err(TrainError::Restarts(
             "restarts start new runs at new seeds: give --restarts 1 with --init-from".into(),
         ));
     }
@@ -221,5 +221,67 @@ pub fn train_restarts(
     match (record.chosen(), last_error) {
         (None, Some(e)) => Err(e),
         _ => Ok(Finish::Completed { step: config.steps }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restart(seed: u64, fid: Option<f64>) -> Restart {
+        Restart {
+            seed,
+            dir: restart_name(seed),
+            finished: fid.is_some(),
+            best: fid.map(|fid| ValidationPoint {
+                step: 100,
+                fid,
+                target_accuracy: 0.9,
+            }),
+            seconds: 1.0,
+            failed: None,
+        }
+    }
+
+    #[test]
+    fn the_chosen_restart_has_the_lowest_validation_and_a_run_without_one_names_the_fix() {
+        let record = RestartsRecord {
+            restarts: vec![
+                restart(3, Some(30.0)),
+                restart(4, None),
+                restart(5, Some(28.0)),
+                restart(6, Some(28.0)),
+            ],
+        };
+        assert_eq!(
+            record.chosen().map(|r| r.seed),
+            Some(5),
+            "the first on ties"
+        );
+        let run = tempfile::tempdir().unwrap();
+        assert_eq!(
+            map_run(run.path()).unwrap(),
+            run.path(),
+            "one run is its own map"
+        );
+        write_record(run.path(), &record).unwrap();
+        assert_eq!(read_restarts(run.path()).unwrap(), Some(record));
+        assert_eq!(map_run(run.path()).unwrap(), run.path().join("seed-5"));
+
+        let unvalidated = RestartsRecord {
+            restarts: vec![restart(0, None)],
+        };
+        write_record(run.path(), &unvalidated).unwrap();
+        let err = map_run(run.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("no") && err.contains("ot3d train --resume"),
+            "{err}"
+        );
+        std::fs::write(run.path().join(RESTARTS_FILE), b"{not json").unwrap();
+        let err = map_run(run.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(RESTARTS_FILE) && err.contains("corrupt") && err.contains("delete it"),
+            "{err}"
+        );
     }
 }

@@ -59,6 +59,9 @@ pub enum Finish {
 pub enum TrainError {
     #[error("invalid training config: {0}")]
     Config(String),
+    /// A run of restarts that cannot go on or give its map (the message names the fix).
+    #[error("{0}")]
+    Restarts(String),
     #[error(transparent)]
     Data(#[from] DigitsError),
     #[error("cannot make a batch: {0}")]
