@@ -288,7 +288,7 @@ pub fn comparison_markdown(reports: &[EvalReport], figures: &[String]) -> String
         );
         let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
         md += &format!(
-            "| {name} ({} → {}) | {} | {} | {} ({}) | {} | {:.0} ({:.0}×) | {:.4} ({:.2}×) | {:.2} | {} |\n",
+            "| {name} ({} → {}) | {} | {} | {} ({}) | {} | {:.0} ({:.1}×) | {:.4} ({:.2}×) | {:.2} | {} |\n",
             report.source_digit,
             report.target_digit,
             if report.flavor.is_empty() {
@@ -352,7 +352,7 @@ pub fn weight_series_markdown(reports: &[EvalReport], figures: &[String]) -> Str
     for report in &sorted {
         let overall = row(report, "T(x)");
         md += &format!(
-            "| {} | {} | {} | {} | {:.5} ({:.2}×) | {} | {:.0} ({:.0}×) | {:.2} |\n",
+            "| {} | {} | {} | {} | {:.5} ({:.2}×) | {} | {:.0} ({:.1}×) | {:.2} |\n",
             report.target_weight,
             report_training(report),
             overall.map_or("–".into(), |r| pct(r.target_accuracy)),
@@ -456,7 +456,7 @@ pub fn gamma_series_markdown(reports: &[EvalReport], figures: &[String]) -> Stri
     for report in &sorted {
         let overall = row(report, "T(x)");
         md += &format!(
-            "| {} | {} | {} | {} | {:.0} ({:.0}×) | {:.5} ({:.2}×) | {} | {:.2} |\n",
+            "| {} | {} | {} | {} | {:.0} ({:.1}×) | {:.5} ({:.2}×) | {} | {:.2} |\n",
             report.weak_gamma.map_or("strong".into(), |g| g.to_string()),
             report_training(report),
             overall.map_or("–".into(), |r| pct(r.target_accuracy)),
@@ -648,6 +648,8 @@ mod tests {
             "{md}"
         );
         assert!(!lines[2].contains("stacked"), "{md}");
+        // FID-3D's ratio to the floor keeps a decimal: 3.4x is not rounded onto the 3x bar.
+        assert!(lines[2].contains("| 1 (10.0×) |"), "{md}");
         assert!(md.contains("![rot.png](rot.png)"));
         assert!(md.contains("trained on it"));
     }
