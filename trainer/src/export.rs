@@ -5,7 +5,7 @@ use crate::atomic_file::write_atomic;
 use crate::digits::{ClassDigits, DigitsError, grids_tensor};
 use crate::training::checkpoint::{self, CheckpointError};
 use crate::training::config::TrainConfig;
-use crate::training::restarts::{RestartsRecord, map_run, read_restarts};
+use crate::training::restarts::{RestartsRecord, map_run_and_restarts};
 use crate::training::run::{TrainError, read_config};
 use crate::training::selection::{SelectionError, SelectionRecord, read_record, selected_t};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -152,8 +152,8 @@ pub fn export_map(
     device: &Device,
 ) -> Result<ExportReport, ExportError> {
     // A run of restarts exports its chosen restart's map.
-    let restarts = read_restarts(run)?;
-    let run = &map_run(run)?;
+    let (run, restarts) = map_run_and_restarts(run)?;
+    let run = &run;
     let config = read_config(run)?;
     let selection = match which {
         MapChoice::Run => read_record(run)?.filter(|record| record.best.is_some()),

@@ -29,7 +29,7 @@ use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, npy_shape};
 use ot3d_trainer::mnist_dir::load_split;
 use ot3d_trainer::preview::{PreviewRequest, write_preview};
 use ot3d_trainer::training::log::read_log;
-use ot3d_trainer::training::restarts::{RestartsRecord, map_run, read_restarts};
+use ot3d_trainer::training::restarts::{RestartsRecord, map_run_and_restarts, read_restarts};
 use ot3d_trainer::training::run::{Finish, Start, read_config, train_on};
 use ot3d_trainer::training::selection::read_record as read_selection;
 use std::process::ExitCode;
@@ -485,27 +485,24 @@ fn figure_compare(args: &FigureCompareArgs) -> Result<()> {
 
 fn figure_losses(args: &FigureLossesArgs) -> Result<()> {
     // A run of restarts: the chosen restart's curves, and the whole run's time to quality.
-    let run = &map_run(&args.run)?;
+    let (run, record) = map_run_and_restarts(&args.run)?;
+    let run = &run;
     let mut restarts = None;
-    if let Some(record) = read_restarts(&args.run)? {
+    if let Some(record) = record {
         println!("the chosen restart: {}", run.display());
         let mut traces = Vec::new();
         for r in &record.restarts {
             let dir = args.run.join(&r.dir);
             let (log, warm) = run_records(&dir)?;
             if let Some(selection) = read_selection(&dir)? {
-                traces.push((r.seed, log, warm, selection));
+                traces.push(RestartTrace {
+                    seed: r.seed,
+                    log,
+                    warm,
+                    selection,
+                });
             }
         }
-        let traces: Vec<RestartTrace> = traces
-            .iter()
-            .map(|(seed, log, warm, selection)| RestartTrace {
-                seed: *seed,
-                log,
-                warm: warm.as_ref(),
-                selection,
-            })
-            .collect();
         restarts = Some(restarts_curve(&traces));
     }
     let (log, warm) = run_records(run)?;

@@ -536,11 +536,11 @@ pub fn loss_figure(
 }
 
 /// One restart's records, for [`restarts_curve`].
-pub struct RestartTrace<'a> {
+pub struct RestartTrace {
     pub seed: u64,
-    pub log: &'a [StepRecord],
-    pub warm: Option<&'a WarmStartReport>,
-    pub selection: &'a SelectionRecord,
+    pub log: Vec<StepRecord>,
+    pub warm: Option<WarmStartReport>,
+    pub selection: SelectionRecord,
 }
 
 /// The time-to-quality curve of a run of restarts (see [`restarts_curve`]).
@@ -559,14 +559,15 @@ pub fn restarts_curve(traces: &[RestartTrace]) -> RestartsCurve {
     let (mut minutes, mut best_fid) = (Vec::new(), Vec::new());
     let (mut offset, mut best) = (0.0, f64::INFINITY);
     for trace in traces {
-        let at = validation_minutes(trace.log, trace.warm, trace.selection);
+        let warm = trace.warm.as_ref();
+        let at = validation_minutes(&trace.log, warm, &trace.selection);
         for (m, point) in at.iter().zip(&trace.selection.history) {
             best = best.min(point.fid);
             minutes.push(offset + m);
             best_fid.push(best);
         }
         let logged: f64 = trace.log.iter().map(|r| r.seconds).sum();
-        offset += (trace.warm.map_or(0.0, |w| w.seconds) + logged) / 60.0;
+        offset += (warm.map_or(0.0, |w| w.seconds) + logged) / 60.0;
     }
     RestartsCurve {
         seeds: match (traces.first(), traces.last()) {
@@ -822,11 +823,11 @@ mod tests {
             best: Some(point(10, 20.0, 0.9)),
             ..record.clone()
         };
-        let trace = |seed, selection| RestartTrace {
+        let trace = |seed, selection: &SelectionRecord| RestartTrace {
             seed,
-            log: &log,
-            warm: Some(&warm),
-            selection,
+            log: log.clone(),
+            warm: Some(warm.clone()),
+            selection: selection.clone(),
         };
         let curve = restarts_curve(&[trace(3, &record), trace(4, &second)]);
         let whole = (1.0 + log.len() as f64) / 60.0;

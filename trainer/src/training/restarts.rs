@@ -95,16 +95,21 @@ pub fn read_restarts(run: &Path) -> Result<Option<RestartsRecord>, TrainError> {
 /// The run directory holding `run`'s map: the chosen restart's when `run` trains restarts,
 /// else `run` itself.
 pub fn map_run(run: &Path) -> Result<PathBuf, TrainError> {
-    match read_restarts(run)? {
-        None => Ok(run.to_path_buf()),
-        Some(record) => match record.chosen() {
-            Some(chosen) => Ok(run.join(&chosen.dir)),
-            None => Err(TrainError::Restarts(format!(
-                "{}: none of its restarts has a validated map yet; resume it with `ot3d train --resume {}`",
-                run.display(),
-                run.display()
-            ))),
-        },
+    Ok(map_run_and_restarts(run)?.0)
+}
+
+/// [`map_run`], with `run`'s restarts record when it has one (read once for both).
+pub fn map_run_and_restarts(run: &Path) -> Result<(PathBuf, Option<RestartsRecord>), TrainError> {
+    let Some(record) = read_restarts(run)? else {
+        return Ok((run.to_path_buf(), None));
+    };
+    match record.chosen() {
+        Some(chosen) => Ok((run.join(&chosen.dir), Some(record))),
+        None => Err(TrainError::Restarts(format!(
+            "{}: none of its restarts has a validated map yet; resume it with `ot3d train --resume {}`",
+            run.display(),
+            run.display()
+        ))),
     }
 }
 
