@@ -357,8 +357,12 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: PrecisionArg,
     /// Export the latest checkpoint's T even when the run's model selection chose another.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "step")]
     pub latest: bool,
+    /// Export the T validated at this NOT step instead of the chosen one (a run trained
+    /// with --select-keep-all keeps every validated T; others only the chosen one).
+    #[arg(long, value_name = "N")]
+    pub step: Option<u64>,
 }
 
 #[derive(Args)]
@@ -670,6 +674,11 @@ pub struct TrainArgs {
     /// models/pretrained/classifier].
     #[arg(long, value_name = "DIR")]
     select_judge: Option<PathBuf>,
+    /// Keep every validated T (validated-t-step-N.bpk in the run), not only the best, so
+    /// `ot3d export RUN --step N` can export any of them, e.g. to score each on the test
+    /// digits (~1.5 MB each at the preset's size).
+    #[arg(long)]
+    select_keep_all: bool,
     /// Train the recipe this many times, at seeds --seed, --seed + 1, …, each in a
     /// subdirectory seed-N of the run, and make the map the restart with the lowest
     /// validation FID-3D [default: the preset's with model selection; 1 without it or with
@@ -911,9 +920,13 @@ impl TrainArgs {
         let every = self
             .select_every
             .unwrap_or(preset_select.as_ref().map_or(0, |s| s.every));
-        if every == 0 && (self.select_held_out.is_some() || self.select_judge.is_some()) {
+        if every == 0
+            && (self.select_held_out.is_some()
+                || self.select_judge.is_some()
+                || self.select_keep_all)
+        {
             anyhow::bail!(
-                "--select-held-out and --select-judge set up model selection: give --select-every N > 0"
+                "--select-held-out, --select-judge and --select-keep-all set up model selection: give --select-every N > 0"
             );
         }
         config.select = (every > 0).then(|| Selection {
@@ -924,6 +937,7 @@ impl TrainArgs {
             judge: self.select_judge.clone().unwrap_or_else(|| {
                 preset_select.map_or(PathBuf::from("models/pretrained/classifier"), |s| s.judge)
             }),
+            keep_all: self.select_keep_all,
         });
         // Restarts choose by the validation, and a transferred start is the same for all.
         let single = config.select.is_none() || self.init_from.is_some();

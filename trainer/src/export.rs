@@ -7,7 +7,9 @@ use crate::training::checkpoint::{self, CheckpointError};
 use crate::training::config::TrainConfig;
 use crate::training::restarts::{RestartsRecord, map_run_and_restarts};
 use crate::training::run::{TrainError, read_config};
-use crate::training::selection::{SelectionError, SelectionRecord, read_record, selected_t};
+use crate::training::selection::{
+    SELECTION_FILE, SelectionError, SelectionRecord, read_record, selected_t, validated_t,
+};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::TransportMap;
@@ -116,6 +118,16 @@ pub fn apply_with_noise(
         .expect("T outputs f32")
 }
 
+/// The latest checkpoint's T and its step, with no selection record.
+fn latest(
+    run: &Path,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(Option<SelectionRecord>, TransportMap, u64), ExportError> {
+    let (t, _, state) = checkpoint::load_latest_nets(run, &config.nets, device)?;
+    Ok((None, t, state.step))
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
@@ -141,6 +153,8 @@ pub enum MapChoice {
     Run,
     /// The latest checkpoint's T, even when the run selected another.
     Latest,
+    /// The T validated at this NOT step (see [`validated_t`]).
+    Step(u64),
 }
 
 /// [`export`] with the choice of T.
@@ -155,19 +169,26 @@ pub fn export_map(
     let (run, restarts) = map_run_and_restarts(run)?;
     let run = &run;
     let config = read_config(run)?;
-    let selection = match which {
-        MapChoice::Run => read_record(run)?.filter(|record| record.best.is_some()),
-        MapChoice::Latest => None,
-    };
-    let (t, step) = match selection.as_ref().and_then(|record| record.best.as_ref()) {
-        Some(best) => {
-            let empty = crate::device::unseeded(|| config.nets.transport().init(device));
-            (selected_t(run, best.step, empty)?, best.step)
+    let empty = || crate::device::unseeded(|| config.nets.transport().init(device));
+    let (selection, t, step) = match which {
+        MapChoice::Step(step) => {
+            let record = read_record(run)?.ok_or_else(|| SelectionError::Step {
+                run: run.clone(),
+                message: format!(
+                    "no model selection record ({SELECTION_FILE}), so no T was validated at NOT step {step}; export without --step for the latest T"
+                ),
+            })?;
+            // Not the run's choice: the report carries no selection for it.
+            (None, validated_t(run, &record, step, empty())?, step)
         }
-        None => {
-            let (t, _, state) = checkpoint::load_latest_nets(run, &config.nets, device)?;
-            (t, state.step)
-        }
+        MapChoice::Run => match read_record(run)?.filter(|record| record.best.is_some()) {
+            Some(record) => {
+                let step = record.best.as_ref().expect("filtered").step;
+                (Some(record), selected_t(run, step, empty())?, step)
+            }
+            None => latest(run, &config, device)?,
+        },
+        MapChoice::Latest => latest(run, &config, device)?,
     };
 
     let probe = ClassDigits::load(&config.data.origin(), Split::Test, config.source)?;

@@ -251,10 +251,10 @@ fn export_command(args: &ExportArgs) -> Result<()> {
         PrecisionArg::F32 => PrecisionChoice::Exactly(Precision::F32),
     };
     let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
-    let which = if args.latest {
-        MapChoice::Latest
-    } else {
-        MapChoice::Run
+    let which = match (args.latest, args.step) {
+        (true, _) => MapChoice::Latest,
+        (false, Some(step)) => MapChoice::Step(step),
+        (false, None) => MapChoice::Run,
     };
     let report = export_map(&args.run, &args.out, choice, which, &device)?;
     let m = &report.manifest;

@@ -489,6 +489,22 @@ fn train_without_flags_is_the_shipped_recipe_and_flags_override_presets() {
     );
     let off = dry_run_config(&["--data-dir", dir, "--select-every", "0"]);
     assert!(off.get("select").is_none(), "no selection is not written");
+    let keeping = dry_run_config(&["--data-dir", dir, "--select-keep-all"]);
+    assert_eq!(keeping["select"]["keep_all"], true);
+    assert!(
+        cpu["select"].get("keep_all").is_none(),
+        "not kept by default"
+    );
+    refused(
+        &[
+            "train",
+            "--dry-run",
+            "--select-every",
+            "0",
+            "--select-keep-all",
+        ],
+        "give --select-every N > 0",
+    );
     // Restarts: the preset's three, chosen among by the validation; one without it, one
     // when transferring, and more than one there refused.
     assert_eq!(cpu["restarts"], 3);

@@ -1367,6 +1367,7 @@ fn model_selection_keeps_and_exports_the_t_with_the_best_validation_fid() {
         every: 2,
         held_out: 16,
         judge: judge.clone(),
+        keep_all: false,
     });
     config.checkpoint_every = 100;
     let work = tempfile::tempdir().unwrap();
@@ -1408,6 +1409,71 @@ fn model_selection_keeps_and_exports_the_t_with_the_best_validation_fid() {
     if best.step != 5 {
         assert_ne!(chosen.manifest.sha256, last.manifest.sha256);
     }
+
+    // Only the chosen T was kept: --step reaches it, and names the fix for any other.
+    let at_best = export_as(MapChoice::Step(best.step), "s");
+    assert_eq!(at_best.manifest.sha256, chosen.manifest.sha256);
+    assert!(
+        at_best.selection.is_none(),
+        "not reported as the run's choice"
+    );
+    let step_error = |step| {
+        export_map(
+            &dir,
+            &work.path().join("e"),
+            f32_only,
+            MapChoice::Step(step),
+            &device,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let other = steps.iter().copied().find(|&s| s != best.step).unwrap();
+    let err = step_error(other);
+    assert!(err.contains("--select-keep-all"), "{err}");
+    let err = step_error(3);
+    assert!(
+        err.contains("not validated") && err.contains("2, 4, 5"),
+        "{err}"
+    );
+
+    // Keeping every validated T: each step exports, the chosen one is the run's map.
+    let mut keeping = config.clone();
+    keeping.select.as_mut().unwrap().keep_all = true;
+    let kept_dir = work.path().join("kept");
+    run(&keeping, &kept_dir, Start::New).unwrap();
+    let kept_record = read_record(&kept_dir).unwrap().unwrap();
+    assert_eq!(
+        kept_record, record,
+        "keeping changes no training or validation"
+    );
+    let mut hashes = Vec::new();
+    for &step in &steps {
+        assert!(
+            kept_dir
+                .join(SelectionRecord::validated_file(step))
+                .is_file()
+        );
+        let out = work.path().join(format!("k{step}"));
+        let report = export_map(&kept_dir, &out, f32_only, MapChoice::Step(step), &device).unwrap();
+        assert_eq!(report.manifest.training_steps, step);
+        hashes.push(report.manifest.sha256);
+    }
+    // (Weight files hash alike only within one run: they carry the run's parameter ids.)
+    let kept_as = |which, name| {
+        export_map(&kept_dir, &work.path().join(name), f32_only, which, &device)
+            .unwrap()
+            .manifest
+            .sha256
+    };
+    let best_index = steps.iter().position(|&s| s == best.step).unwrap();
+    assert_eq!(hashes[best_index], kept_as(MapChoice::Run, "kr"));
+    assert_eq!(
+        hashes[2],
+        kept_as(MapChoice::Latest, "kl"),
+        "step 5 is the last T"
+    );
+    assert_ne!(hashes[0], hashes[1]);
 
     // The held-out digits are the class's last ones, and too many are refused.
     let threes = ClassDigits::load(&config.data.origin(), Split::Train, 3).unwrap();
@@ -1454,6 +1520,7 @@ fn a_resumed_run_continues_its_model_selection() {
         every: 2,
         held_out: 16,
         judge: ot3d_tests::repo_root().join("models/pretrained/classifier"),
+        keep_all: false,
     });
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("run");
@@ -1514,6 +1581,7 @@ fn restarts_train_each_seed_and_the_run_exports_the_best_validated_one() {
         every: 3,
         held_out: 16,
         judge: ot3d_tests::repo_root().join("models/pretrained/classifier"),
+        keep_all: false,
     });
     config.seed = 5;
     config.restarts = 2;

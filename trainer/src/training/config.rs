@@ -284,6 +284,14 @@ pub struct Selection {
     pub held_out: usize,
     /// The classifier directory whose features the validation FID-3D uses.
     pub judge: PathBuf,
+    /// Keep every validated T (`validated-t-step-N.bpk`), not only the best, so any of them
+    /// can be exported (`ot3d export --step N`) and scored on the test digits.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_all: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn complete() -> f64 {
@@ -361,6 +369,7 @@ impl TrainConfig {
                     every: 100,
                     held_out: 500,
                     judge: PathBuf::from("models/pretrained/classifier"),
+                    keep_all: false,
                 }),
                 warm_start: Some(WarmStart {
                     pairs_per_color: 128,

@@ -181,9 +181,12 @@ fn validate(
     t: &TransportMap,
     step: u64,
 ) -> Result<SelectionRecord, TrainError> {
-    let held_out = config.select.as_ref().map_or(0, |s| s.held_out);
+    let (held_out, keep_all) = config
+        .select
+        .as_ref()
+        .map_or((0, false), |s| (s.held_out, s.keep_all));
     let point = validator.score(t, step);
-    Ok(record_point(run, record, held_out, point, t)?)
+    Ok(record_point(run, record, held_out, point, t, keep_all)?)
 }
 
 fn adam(config: &TrainConfig) -> ModuleOptimizer {

@@ -53,6 +53,8 @@ pub enum SelectionError {
     Voxel(#[from] VoxelError),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    #[error("{run}: {message}")]
+    Step { run: PathBuf, message: String },
 }
 
 /// One validation.
@@ -79,6 +81,11 @@ impl SelectionRecord {
     /// The file holding the chosen T's weights, named by its step.
     pub fn weights_file(step: u64) -> String {
         format!("selected-t-step-{step:08}.bpk")
+    }
+
+    /// The file holding the T validated at `step`, in a run that keeps every validated T.
+    pub fn validated_file(step: u64) -> String {
+        format!("validated-t-step-{step:08}.bpk")
     }
 }
 
@@ -161,13 +168,15 @@ impl Validator {
 
 /// Adds `point` to the record of `run` (a new one if `record` is None); when it is the best
 /// so far, `t`'s weights are written first, then the record, then older weights removed,
-/// so the record always names weights that are there. Returns the updated record.
+/// so the record always names weights that are there. With `keep_all`, `t`'s weights are
+/// also kept under the step's own name whatever its score. Returns the updated record.
 pub fn record_point(
     run: &Path,
     record: Option<SelectionRecord>,
     held_out: usize,
     point: ValidationPoint,
     t: &TransportMap,
+    keep_all: bool,
 ) -> Result<SelectionRecord, SelectionError> {
     let mut record = record.unwrap_or(SelectionRecord {
         held_out,
@@ -178,14 +187,23 @@ pub fn record_point(
     let improved = record.best.as_ref().is_none_or(|best| point.fid < best.fid);
     record.history.push(point.clone());
     let previous = record.best.as_ref().map(|b| b.step);
+    let mut files = Vec::new();
+    if keep_all {
+        files.push(SelectionRecord::validated_file(point.step));
+    }
     if improved {
-        let path = run.join(SelectionRecord::weights_file(point.step));
+        files.push(SelectionRecord::weights_file(point.step));
+        record.best = Some(point.clone());
+    }
+    if !files.is_empty() {
         let bytes = burnpack::to_bytes(t).map_err(|e| SelectionError::File {
-            path: path.clone(),
+            path: run.join(&files[0]),
             message: e.to_string(),
         })?;
-        write_atomic(&path, &bytes).map_err(|e| file_error(&path, e))?;
-        record.best = Some(point.clone());
+        for file in files {
+            let path = run.join(file);
+            write_atomic(&path, &bytes).map_err(|e| file_error(&path, e))?;
+        }
     }
     let path = run.join(SELECTION_FILE);
     let json = serde_json::to_string_pretty(&record).expect("record serializes");
@@ -225,6 +243,43 @@ pub fn selected_t(
         path,
         message: problem.to_string(),
     })
+}
+
+/// The T `run` validated at `step` (any validated step in a run that keeps every validated
+/// T, else only the chosen one), loaded into `empty` (a map of the run's shape).
+pub fn validated_t(
+    run: &Path,
+    record: &SelectionRecord,
+    step: u64,
+    empty: TransportMap,
+) -> Result<TransportMap, SelectionError> {
+    let step_error = |message: String| SelectionError::Step {
+        run: run.to_path_buf(),
+        message,
+    };
+    if !record.history.iter().any(|p| p.step == step) {
+        let steps: Vec<String> = record.history.iter().map(|p| p.step.to_string()).collect();
+        return Err(step_error(format!(
+            "NOT step {step} was not validated; the validated steps are {}",
+            steps.join(", ")
+        )));
+    }
+    let kept = run.join(SelectionRecord::validated_file(step));
+    if kept.is_file() {
+        let bytes = std::fs::read(&kept).map_err(|e| file_error(&kept, e))?;
+        return burnpack::load_bytes(empty, &bytes).map_err(|problem| SelectionError::File {
+            path: kept,
+            message: problem.to_string(),
+        });
+    }
+    match &record.best {
+        Some(best) if best.step == step => selected_t(run, step, empty),
+        best => Err(step_error(format!(
+            "the T of NOT step {step} was not kept: this run kept only its chosen T{}; train with --select-keep-all to keep every validated T",
+            best.as_ref()
+                .map_or(String::new(), |b| format!(" (step {})", b.step))
+        ))),
+    }
 }
 
 fn file_error(path: &Path, error: std::io::Error) -> SelectionError {
