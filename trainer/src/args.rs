@@ -609,8 +609,9 @@ pub struct TrainArgs {
     /// config; only --steps (to train longer) and --backend apply.
     #[arg(long, conflicts_with_all = ["init_from", "run"])]
     pub resume: Option<PathBuf>,
-    /// Start T and f from another run's latest checkpoint (transfer learning); the
-    /// warm start, if any, then regresses that T onto this run's OT pairs.
+    /// Start T from another run's map (its selected T, else its latest checkpoint's) and f
+    /// from its latest checkpoint (transfer learning); the warm start, if any, then
+    /// regresses that T onto this run's OT pairs.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
     /// Stacking: learn a map from the outputs of this model directory's map (same digit

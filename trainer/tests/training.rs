@@ -1475,6 +1475,49 @@ fn model_selection_keeps_and_exports_the_t_with_the_best_validation_fid() {
     );
     assert_ne!(hashes[0], hashes[1]);
 
+    // `--init-from` starts from the run's map, the selected T, not the last iterate: with
+    // the record's choice moved to step 2, a run that barely moves T (lr 1e-12; 0 is
+    // refused) holds step 2's T.
+    let mut moved = kept_record.clone();
+    moved.best = kept_record.history.iter().find(|p| p.step == 2).cloned();
+    std::fs::write(
+        kept_dir.join("selection.json"),
+        serde_json::to_string(&moved).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        kept_dir.join(SelectionRecord::validated_file(2)),
+        kept_dir.join(SelectionRecord::weights_file(2)),
+    )
+    .unwrap();
+    let still = TrainConfig {
+        steps: 1,
+        lr_t: 1e-12,
+        select: None,
+        ..config.clone()
+    };
+    let from = work.path().join("from");
+    run(&still, &from, Start::InitFrom(kept_dir.clone())).unwrap();
+    let t_values = |t: ot3d_models::nets::TransportMap| {
+        let mut values = Vec::new();
+        t.visit(&mut Collect(&mut values));
+        values
+    };
+    let empty = || ot3d_trainer::device::unseeded(|| config.nets.transport().init(&device));
+    let at_2 =
+        t_values(ot3d_trainer::training::selection::selected_t(&kept_dir, 2, empty()).unwrap());
+    let gap = |values: Vec<f32>| {
+        values
+            .iter()
+            .zip(&at_2)
+            .fold(0f32, |m, (p, q)| m.max((p - q).abs()))
+    };
+    assert!(gap(weights(&still, &from)) < 1e-6);
+    assert!(
+        gap(weights(&config, &kept_dir)) > 1e-4,
+        "step 5's T differs"
+    );
+
     // The held-out digits are the class's last ones, and too many are refused.
     let threes = ClassDigits::load(&config.data.origin(), Split::Train, 3).unwrap();
     let select = config.select.clone().unwrap();

@@ -11,7 +11,7 @@ use super::restarts::{map_run, train_restarts};
 use super::sampler::{BatchSampler, noise_batch};
 use super::selection::{
     SelectionError, SelectionRecord, VALIDATION_SEED, Validator, hold_out, read_record,
-    record_point,
+    record_point, selected_t,
 };
 use super::steps::{anchored_t_step, f_step, fixed_on, score, t_step};
 use super::warm_start::{ot_pairs, potential_warm_up, warm_start};
@@ -38,8 +38,9 @@ pub enum Start {
     New,
     /// Continue the run's latest checkpoint exactly.
     Resume,
-    /// A new run whose T and f start from another run's latest checkpoint (transfer
-    /// learning); optimizers and step start fresh.
+    /// A new run whose T starts from another run's map (its selected T, else its latest
+    /// checkpoint's) and f from its latest checkpoint (transfer learning); optimizers and
+    /// step start fresh.
     InitFrom(PathBuf),
 }
 
@@ -335,8 +336,19 @@ pub fn train_on(
                         ours: format!("{:?}", config.nets),
                     });
                 }
-                let t;
+                let mut t;
                 (t, state.f, _) = checkpoint::load_latest_nets(other, &theirs.nets, &device)?;
+                // Its map is the T its model selection chose, when it ran one (what
+                // `ot3d export` ships), not the last iterate; f stays the latest, which the
+                // warm start and NOT steps retrain anyway.
+                if let Some(best) = read_record(other)?.and_then(|record| record.best) {
+                    t = selected_t(other, best.step, t)?;
+                    println!(
+                        "starting from {}'s selected T (NOT step {})",
+                        other.display(),
+                        best.step
+                    );
+                }
                 state.t = if config.nets.t_noise_channels > 0 {
                     t.with_noise_input(&state.t, NOISE_INPUT_SCALE)
                 } else {
