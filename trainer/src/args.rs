@@ -7,7 +7,7 @@ use ot3d_models::nets::NoiseLayout;
 use ot3d_models::voxel::{Coloring, DigitColor, Flavor, KaggleStyleConfig, VoxelConfig};
 use ot3d_trainer::mnist_dir::DEFAULT_MNIST_DIR;
 use ot3d_trainer::training::config::{
-    AnchorDecay, DataSource, Preset, Selection, TrainConfig, WarmStart, WeakCost,
+    AnchorDecay, DataSource, Preset, Selection, TrainConfig, WarmStart, WeakCost, WeakKernel,
 };
 use std::path::PathBuf;
 
@@ -727,6 +727,11 @@ pub struct TrainArgs {
     /// `digit` (one value per channel and digit, a latent code the whole digit sees).
     #[arg(long, value_enum, default_value_t = NoiseLayoutArg::Voxel, requires = "weak_gamma")]
     noise_layout: NoiseLayoutArg,
+    /// Weak cost: the distance it is built on: `quadratic` (‖·‖², NOT's γ-weak cost) or
+    /// `distance` (‖·‖, the energy-distance kernel cost, whose spread term keeps pushing
+    /// coinciding draws apart; the warm start still regresses onto the quadratic weak plan).
+    #[arg(long, value_enum, default_value_t = WeakKernel::Quadratic, requires = "weak_gamma")]
+    weak_kernel: WeakKernel,
     /// Incomplete (extremal) transport: weight w in [1, 16] on the potential's target term
     /// (Gazdieva et al. 2023), so T(x) need cover only the 1/w share of targets nearest the
     /// inputs; the warm start then pairs each source with its own target among w times as
@@ -847,6 +852,7 @@ impl TrainArgs {
             draws: self.noise_draws,
             noise_std: self.noise_std,
             noise_layout: self.noise_layout.into(),
+            kernel: self.weak_kernel,
         });
         // The warm start: the preset's, changed or switched on/off by the flags given.
         let preset_warm = config.warm_start.clone();

@@ -331,6 +331,17 @@ fn dry_run_shows_the_weak_cost_and_a_noise_input_for_t() {
         "digit",
     ]);
     assert_eq!(digit["weak"]["noise_layout"], "digit");
+    // The quadratic kernel is the default and stays out of the config; the distance is named.
+    assert!(!weak.contains("kernel"), "{weak}");
+    let distance = dry_run_config(&[
+        "--data-dir",
+        dir,
+        "--weak-gamma",
+        "1",
+        "--weak-kernel",
+        "distance",
+    ]);
+    assert_eq!(distance["weak"]["kernel"], "distance");
     let bad = ot3d(&[
         "train",
         "--dry-run",

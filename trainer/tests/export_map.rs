@@ -124,6 +124,7 @@ fn a_stochastic_map_exports_its_noise_and_maps_reproducibly() {
             draws: 2,
             noise_std: 0.3,
             noise_layout: Default::default(),
+            kernel: Default::default(),
         });
     }) else {
         return;

@@ -8,7 +8,7 @@ use ot3d_trainer::stack::Stack;
 use ot3d_trainer::training::checkpoint::{
     Checkpoint, TrainingState, latest_dir, load_latest_nets, save,
 };
-use ot3d_trainer::training::config::{NetsConfig, TrainConfig, WeakCost};
+use ot3d_trainer::training::config::{NetsConfig, TrainConfig, WeakCost, WeakKernel};
 use ot3d_trainer::training::log::read_log;
 use ot3d_trainer::training::run::{Finish, Start, TrainError, read_config, train};
 use std::path::Path;
@@ -201,6 +201,7 @@ fn weak_cost_ramps_gamma_spreads_outputs_and_resumes_exactly() {
         draws: 3,
         noise_std: 0.5,
         noise_layout: Default::default(),
+        kernel: Default::default(),
     });
     let dir = tempfile::tempdir().unwrap();
     run(&config, dir.path(), Start::New).unwrap();
@@ -217,6 +218,28 @@ fn weak_cost_ramps_gamma_spreads_outputs_and_resumes_exactly() {
 }
 
 #[test]
+fn distance_kernel_trains_and_resumes_exactly() {
+    let Some(mut config) = tiny(4) else { return };
+    config.nets.t_noise_channels = 1;
+    config.weak = Some(WeakCost {
+        gamma: 1.0,
+        gamma_ramp_steps: 0,
+        draws: 3,
+        noise_std: 0.5,
+        noise_layout: Default::default(),
+        kernel: WeakKernel::Distance,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    run(&config, dir.path(), Start::New).unwrap();
+    let log = read_log(dir.path()).unwrap();
+    // The distance kernel's spread is half the mean per-value distance between draws.
+    let spread = log.last().unwrap().spread.unwrap();
+    assert!(spread > 0.0 && spread.is_finite(), "spread {spread}");
+    assert!(log.iter().all(|r| r.l_t.is_finite() && r.cost > 0.0));
+    assert_resume_is_exact(&config);
+}
+
+#[test]
 fn weak_cost_settings_are_checked() {
     let Some(config) = tiny(4) else { return };
     let weak = WeakCost {
@@ -225,6 +248,7 @@ fn weak_cost_settings_are_checked() {
         draws: 2,
         noise_std: 0.1,
         noise_layout: Default::default(),
+        kernel: Default::default(),
     };
     let with = |gamma: f64, draws: usize, noise: usize| TrainConfig {
         nets: NetsConfig {
@@ -839,6 +863,7 @@ fn a_deterministic_run_starts_a_stochastic_one_whose_draws_differ() {
             draws: 2,
             noise_std: 0.1,
             noise_layout: Default::default(),
+            kernel: Default::default(),
         }),
         ..config.clone()
     };
@@ -952,6 +977,7 @@ fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
             draws: 2,
             noise_std: 1.0,
             noise_layout: NoiseLayout::Digit,
+            kernel: Default::default(),
         }),
         ..strong.clone()
     };

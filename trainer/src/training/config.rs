@@ -89,10 +89,11 @@ impl NetsConfig {
     }
 }
 
-/// The γ-weak quadratic cost of NOT (Korotin et al., 2023, §4.3): T(x, z) is stochastic
-/// and costs `mean_z ‖x − T(x,z)‖²/D − γ · Var_z T(x,z)/D`, where Var is the mean squared
-/// distance of the Z draws from their mean. γ > 0 rewards spreading one x over several
-/// outputs (a one-to-many plan); γ = 0 is the strong cost on average.
+/// The γ-weak cost of NOT (Korotin et al., 2023, §4.3): T(x, z) is stochastic and, with the
+/// quadratic kernel, costs `mean_z ‖x − T(x,z)‖²/D − γ · Var_z T(x,z)/D`, where Var is the
+/// mean squared distance of the Z draws from their mean ([`WeakKernel`] for the other).
+/// γ > 0 rewards spreading one x over several outputs (a one-to-many plan); γ = 0 is the
+/// strong cost on average.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeakCost {
@@ -108,6 +109,32 @@ pub struct WeakCost {
     /// How z fills T's noise channels (per voxel, or one value per digit and channel).
     #[serde(default, skip_serializing_if = "NoiseLayout::is_voxel")]
     pub noise_layout: NoiseLayout,
+    /// The distance the cost and its spread are built on.
+    #[serde(default, skip_serializing_if = "WeakKernel::is_quadratic")]
+    pub kernel: WeakKernel,
+}
+
+/// The distance of the weak cost. NOT's quadratic one has "fake" solutions (Korotin,
+/// Selikhanovych and Burnaev, Kernel Neural Optimal Transport, ICLR 2023): at γ = 1 it is
+/// `‖x − mean_z T(x,z)‖²`, blind to how the draws spread, and near a deterministic T the
+/// spread's gradient vanishes with the spread, so T can ignore z. The distance kernel's cost
+/// `mean_z ‖x − T(x,z)‖ − γ/2 · mean_{z≠z'} ‖T(x,z) − T(x,z')‖` (both per value, ÷√D) is, at
+/// γ = 1, half the energy distance between x and T(x, ·): strictly convex in T(x, ·), and
+/// its spread term pushes coinciding draws apart with a force that does not vanish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeakKernel {
+    /// `‖·‖²/D`: NOT's γ-weak quadratic cost (§4.3).
+    #[default]
+    Quadratic,
+    /// `‖·‖/√D`: the γ-weak energy-distance kernel cost.
+    Distance,
+}
+
+impl WeakKernel {
+    pub fn is_quadratic(&self) -> bool {
+        *self == Self::Quadratic
+    }
 }
 
 impl WeakCost {

@@ -1,6 +1,7 @@
 //! The NOT objectives with the strong quadratic cost (Korotin et al., 2023, Alg. 1):
 //! f-step `L_f = mean f(T(x)) − mean f(y)`, T-step `L_T = mean ‖x − T(x)‖²/D − mean f(T(x))`,
-//! with D = 3·16³ the number of values per digit; the γ-weak cost's terms (§4.3); and
+//! with D = 3·16³ the number of values per digit; the γ-weak cost's terms (§4.3, and its
+//! energy-distance kernel variant); and
 //! incomplete transport's weight w on the target term (Gazdieva et al. 2023), and a drift
 //! penalty that keeps the potential's scores at a chosen scale.
 
@@ -81,6 +82,44 @@ pub fn weak_cost_terms(x: Tensor<5>, t_xz: Tensor<5>, draws: usize) -> (Tensor<1
         .mean()
         .reshape([1]);
     (cost, draw_spread(t_xz, draws))
+}
+
+/// Added under the square root of a distance, so its gradient stays finite where two draws
+/// (or a draw and its input) coincide; 1e-12 moves a per-value distance by at most 1e-6.
+const DISTANCE_EPS: f64 = 1e-12;
+
+/// The distance kernel's terms for `x: [B, …]` and `t_xz: [B·Z, …]` (the Z draws of one x
+/// in a row): `(mean_z ‖x − T(x,z)‖/√D, ½ · mean_{z≠z'} ‖T(x,z) − T(x,z')‖/√D)`, the
+/// transport cost and the spread that γ rewards (cost − γ · spread is the γ-weak
+/// energy-distance kernel cost, up to a factor 2).
+pub fn distance_cost_terms(x: Tensor<5>, t_xz: Tensor<5>, draws: usize) -> (Tensor<1>, Tensor<1>) {
+    let [b, c, d, h, w] = x.dims();
+    let n = c * d * h * w;
+    let t = t_xz.reshape([b, draws, n]);
+    let per_value = |v: Tensor<3>| {
+        v.powi_scalar(2)
+            .mean_dim(2)
+            .add_scalar(DISTANCE_EPS)
+            .sqrt()
+            .mean()
+    };
+    let cost = per_value(t.clone() - x.reshape([b, 1, n])).reshape([1]);
+    // Each shift k pairs draw i with draw i + k (mod Z): shifts 1..Z cover every ordered
+    // pair z ≠ z' once, with B·Z·n values per shift instead of B·Z²·n at once.
+    let shifted_means = (1..draws)
+        .map(|k| {
+            let rolled = Tensor::cat(
+                vec![t.clone().narrow(1, k, draws - k), t.clone().narrow(1, 0, k)],
+                1,
+            );
+            per_value(t.clone() - rolled).reshape([1])
+        })
+        .collect::<Vec<_>>();
+    let spread = Tensor::cat(shifted_means, 0)
+        .mean()
+        .mul_scalar(0.5)
+        .reshape([1]);
+    (cost, spread)
 }
 
 /// `mean ‖T(x,z) − mean_z' T(x,z')‖²/D` for `t_xz: [B·Z, …]` (the Z draws of one x in a
@@ -199,5 +238,56 @@ mod tests {
         // Squared distances 1, 9, 0, 0 → 2.5; spreads: mean 2 → (4 + 4)/2 = 4 and 0 → 2.
         assert_eq!(scalar(cost), 2.5);
         assert_eq!(scalar(spread), 2.0);
+    }
+
+    #[test]
+    fn distance_cost_terms_by_hand() {
+        let device = Device::flex();
+        // Two digits of two values each; x = (0, 0) and (1, 1).
+        let x = Tensor::<1>::from_data(TensorData::from([0.0f32, 0.0, 1.0, 1.0]), &device)
+            .reshape([2, 1, 1, 1, 2]);
+        // Three draws each: (3, 4), (0, 0), (3, 4) for x = (0, 0); (1, 1) three times.
+        let t_xz = Tensor::<1>::from_data(
+            TensorData::from([
+                3.0f32, 4.0, 0.0, 0.0, 3.0, 4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+            ]),
+            &device,
+        )
+        .reshape([6, 1, 1, 1, 2]);
+        let (cost, spread) = distance_cost_terms(x, t_xz, 3);
+        // Per-value distances √(‖·‖²/2): 5/√2, 0, 5/√2 to x, and 0 three times → mean 10/(6√2).
+        let root2 = 2f32.sqrt();
+        assert!((scalar(cost) - 10.0 / (6.0 * root2)).abs() < 1e-5);
+        // Ordered pairs z ≠ z': 4 of the 6 pairs of the first digit are 5/√2 apart, the
+        // second digit's 6 are 0 → mean (4·5/√2)/12, halved.
+        assert!((scalar(spread) - 0.5 * 20.0 / (12.0 * root2)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn distance_spread_pushes_coinciding_draws_apart() {
+        // Where the quadratic spread's gradient vanishes with the spread, the distance's
+        // does not: two draws 1e-4 apart get a unit-size push.
+        let device = Device::flex().autodiff();
+        let grad_of = |distance: bool| {
+            let x = Tensor::<5>::zeros([1, 1, 1, 1, 1], &device);
+            let t_xz = Tensor::<1>::from_data(TensorData::from([0.5f32, 0.5001]), &device)
+                .reshape([2, 1, 1, 1, 1])
+                .require_grad();
+            let (_, spread) = if distance {
+                distance_cost_terms(x, t_xz.clone(), 2)
+            } else {
+                weak_cost_terms(x, t_xz.clone(), 2)
+            };
+            let grads = spread.backward();
+            let g = t_xz
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            (g[1] - g[0]).abs()
+        };
+        assert!(grad_of(true) > 0.4, "{}", grad_of(true));
+        assert!(grad_of(false) < 1e-3, "{}", grad_of(false));
     }
 }

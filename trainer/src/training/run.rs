@@ -3,9 +3,9 @@
 
 use super::average::ParamAverage;
 use super::checkpoint::{self, Checkpoint, CheckpointError, TrainingState};
-use super::config::{NetsConfig, TrainConfig};
+use super::config::{NetsConfig, TrainConfig, WeakKernel};
 use super::log::{LossLog, StepRecord};
-use super::losses::{repeat_draws, transport_loss, weak_cost_terms};
+use super::losses::{distance_cost_terms, repeat_draws, transport_loss, weak_cost_terms};
 use super::replicas::{Replicas, ReplicasError, ShareLoss};
 use super::restarts::{map_run, train_restarts};
 use super::sampler::{BatchSampler, noise_batch};
@@ -569,7 +569,12 @@ pub fn train_on(
                         let x = share.of(&x);
                         let t_xz =
                             t.forward(repeat_draws(x.clone(), weak.draws), Some(share.of(&z)));
-                        let (cost_t, spread_t) = weak_cost_terms(x, t_xz.clone(), weak.draws);
+                        let (cost_t, spread_t) = match weak.kernel {
+                            WeakKernel::Quadratic => weak_cost_terms(x, t_xz.clone(), weak.draws),
+                            WeakKernel::Distance => {
+                                distance_cost_terms(x, t_xz.clone(), weak.draws)
+                            }
+                        };
                         let weak_cost =
                             cost_t.clone() - spread_t.clone().mul_scalar(gamma.unwrap_or(0.0));
                         let f = fixed_on(&f_fixed, share);
