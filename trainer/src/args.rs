@@ -732,6 +732,14 @@ pub struct TrainArgs {
     /// coinciding draws apart; the warm start still regresses onto the quadratic weak plan).
     #[arg(long, value_enum, default_value_t = WeakKernel::Quadratic, requires = "weak_gamma")]
     weak_kernel: WeakKernel,
+    /// Weak cost: fit T(x, z) to style groups instead of the exact weak-OT plan: the targets
+    /// split in k equal groups along their leading principal axes, each source gets its
+    /// exact-OT partner in every group, and the signs of z's first log2 k channels pick the
+    /// group; of k = 1, 2, 4, … up to this K (2, 4, 8 or 16) the plan with the least γ-weak
+    /// cost is kept (needs --noise-layout digit; with --warm-start-anchor λ, NOT keeps that
+    /// fit) [default: 0, off].
+    #[arg(long, default_value_t = 0, requires = "weak_gamma")]
+    weak_groups: usize,
     /// Incomplete (extremal) transport: weight w in [1, 16] on the potential's target term
     /// (Gazdieva et al. 2023), so T(x) need cover only the 1/w share of targets nearest the
     /// inputs; the warm start then pairs each source with its own target among w times as
@@ -853,6 +861,7 @@ impl TrainArgs {
             noise_std: self.noise_std,
             noise_layout: self.noise_layout.into(),
             kernel: self.weak_kernel,
+            groups: self.weak_groups,
         });
         // The warm start: the preset's, changed or switched on/off by the flags given.
         let preset_warm = config.warm_start.clone();
@@ -881,7 +890,7 @@ impl TrainArgs {
                 self.warm_start_restart_after.clone()
             },
             // A stochastic map fits a plan, not pairs: the preset's anchor is for strong
-            // runs (an anchor given with --weak-gamma is still refused by validation).
+            // runs (with --weak-gamma an anchor needs --weak-groups, and validation says so).
             anchor: self
                 .warm_start_anchor
                 .unwrap_or(if self.weak_gamma.is_some() {

@@ -342,6 +342,40 @@ fn dry_run_shows_the_weak_cost_and_a_noise_input_for_t() {
         "distance",
     ]);
     assert_eq!(distance["weak"]["kernel"], "distance");
+    // Style groups are off by default and stay out of the config; with them an anchor is
+    // accepted, and without them refused with the flag that fixes it.
+    assert!(!weak.contains("groups"), "{weak}");
+    let grouped = dry_run_config(&[
+        "--data-dir",
+        dir,
+        "--weak-gamma",
+        "0.5",
+        "--weak-groups",
+        "4",
+        "--noise-layout",
+        "digit",
+        "--noise-channels",
+        "2",
+        "--warm-start-anchor",
+        "30",
+    ]);
+    assert_eq!(grouped["weak"]["groups"], 4);
+    assert_eq!(grouped["warm_start"]["anchor"], 30.0);
+    let anchored_plan = ot3d(&[
+        "train",
+        "--dry-run",
+        "--data-dir",
+        dir,
+        "--weak-gamma",
+        "0.5",
+        "--warm-start-anchor",
+        "30",
+    ]);
+    assert!(
+        !anchored_plan.status.success() && stderr(&anchored_plan).contains("--weak-groups K"),
+        "{}",
+        stderr(&anchored_plan)
+    );
     let bad = ot3d(&[
         "train",
         "--dry-run",

@@ -125,6 +125,7 @@ fn a_stochastic_map_exports_its_noise_and_maps_reproducibly() {
             noise_std: 0.3,
             noise_layout: Default::default(),
             kernel: Default::default(),
+            groups: 0,
         });
     }) else {
         return;

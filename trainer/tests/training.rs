@@ -202,6 +202,7 @@ fn weak_cost_ramps_gamma_spreads_outputs_and_resumes_exactly() {
         noise_std: 0.5,
         noise_layout: Default::default(),
         kernel: Default::default(),
+        groups: 0,
     });
     let dir = tempfile::tempdir().unwrap();
     run(&config, dir.path(), Start::New).unwrap();
@@ -228,6 +229,7 @@ fn distance_kernel_trains_and_resumes_exactly() {
         noise_std: 0.5,
         noise_layout: Default::default(),
         kernel: WeakKernel::Distance,
+        groups: 0,
     });
     let dir = tempfile::tempdir().unwrap();
     run(&config, dir.path(), Start::New).unwrap();
@@ -249,6 +251,7 @@ fn weak_cost_settings_are_checked() {
         noise_std: 0.1,
         noise_layout: Default::default(),
         kernel: Default::default(),
+        groups: 0,
     };
     let with = |gamma: f64, draws: usize, noise: usize| TrainConfig {
         nets: NetsConfig {
@@ -864,6 +867,7 @@ fn a_deterministic_run_starts_a_stochastic_one_whose_draws_differ() {
             noise_std: 0.1,
             noise_layout: Default::default(),
             kernel: Default::default(),
+            groups: 0,
         }),
         ..config.clone()
     };
@@ -978,6 +982,7 @@ fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
             noise_std: 1.0,
             noise_layout: NoiseLayout::Digit,
             kernel: Default::default(),
+            groups: 0,
         }),
         ..strong.clone()
     };
@@ -1030,6 +1035,172 @@ fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
         drawn,
         map_draws(&t, &manifest, &inputs, 2, 5, &device).unwrap()
     );
+}
+
+#[test]
+fn style_groups_pair_each_source_with_one_target_per_group_and_train_anchored() {
+    use ot3d_models::mnist::Split;
+    use ot3d_models::nets::NoiseLayout;
+    use ot3d_models::voxel::{GRID_LEN, VoxelConfig};
+    use ot3d_trainer::digits::ClassDigits;
+    use ot3d_trainer::training::config::WarmStart;
+    use ot3d_trainer::training::run::WARM_START_FILE;
+    use ot3d_trainer::training::style_groups::grouped_ot_pairs;
+    use ot3d_trainer::training::warm_start::WarmStartReport;
+
+    let Some(mut config) = tiny(4) else { return };
+    let device = Device::flex();
+    let origin = config.data.origin();
+    let threes = ClassDigits::load(&origin, Split::Train, 3).unwrap();
+    let fives = ClassDigits::load(&origin, Split::Train, 5).unwrap();
+    // 8 sources and targets per color, at most 2 groups. γ = 0 keeps the exact assignment
+    // (K = 1: spreading never pays); a γ so large that spreading always pays takes K = 2:
+    // every source has a partner in each group, the two differ, and the plan costs at
+    // least the exact assignment on the same digits.
+    let plan = |gamma: f64| {
+        grouped_ot_pairs(
+            &threes,
+            &Stack::default(),
+            &fives,
+            &VoxelConfig::default(),
+            8,
+            2,
+            gamma,
+            3,
+            &device,
+        )
+        .unwrap()
+    };
+    let (exact, candidates) = plan(0.0);
+    assert_eq!(exact.groups, 1);
+    assert_eq!(candidates.len(), 2);
+    assert_eq!((candidates[0].groups, candidates[1].groups), (1, 2));
+    assert!((candidates[0].cost - exact.ot_cost).abs() < 1e-9);
+    assert_eq!(candidates[0].spread, 0.0);
+    let (pairs, spread_out) = plan(1e6);
+    assert_eq!(pairs.groups, 2);
+    assert_eq!(spread_out[1].objective, pairs.objective(1e6));
+    assert!(spread_out[1].objective < spread_out[0].objective);
+    assert_eq!(pairs.len(), 32);
+    assert_eq!(pairs.targets.len(), 2 * pairs.sources.len());
+    for i in 0..pairs.len() {
+        assert_ne!(pairs.target(i, 0), pairs.target(i, 1), "source {i}");
+    }
+    assert!(
+        pairs.cost >= pairs.ot_cost - 1e-9,
+        "{} < {}",
+        pairs.cost,
+        pairs.ot_cost
+    );
+    assert!(
+        pairs.cost < pairs.random_cost,
+        "{} vs random {}",
+        pairs.cost,
+        pairs.random_cost
+    );
+    assert!(pairs.spread > 0.0);
+    assert_eq!(pairs.objective(0.0), pairs.cost);
+    // The same digits the exact pairs use: each source's partners share its color block.
+    let block = |digit: &[f32]| {
+        (0..3)
+            .map(|c| {
+                digit[c * GRID_LEN / 3..(c + 1) * GRID_LEN / 3]
+                    .iter()
+                    .sum::<f32>()
+            })
+            .map(|v| v > 0.0)
+            .collect::<Vec<_>>()
+    };
+    for i in 0..pairs.len() {
+        let x = &pairs.sources[i * GRID_LEN..(i + 1) * GRID_LEN];
+        assert_eq!(block(x), block(pairs.target(i, 1)), "source {i}");
+    }
+
+    // A run: the warm start fits the groups (its report says so), and anchored NOT logs the
+    // fit and the spread every step and resumes exactly.
+    config.nets.t_noise_channels = 2;
+    config.weak = Some(WeakCost {
+        gamma: 0.5,
+        gamma_ramp_steps: 0,
+        draws: 2,
+        noise_std: 1.0,
+        noise_layout: NoiseLayout::Digit,
+        kernel: Default::default(),
+        groups: 4,
+    });
+    config.warm_start = Some(WarmStart {
+        anchor: 1.0,
+        ..small_warm_start()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    run(&config, dir.path(), Start::New).unwrap();
+    let report: WarmStartReport =
+        serde_json::from_slice(&read(dir.path().join(WARM_START_FILE))).unwrap();
+    assert_eq!(report.weak_plan, None);
+    let groups = report.style_groups.expect("the style groups in the report");
+    assert_eq!((groups.max_groups, groups.gamma, groups.draws), (4, 0.5, 2));
+    assert_eq!(
+        groups
+            .candidates
+            .iter()
+            .map(|c| c.groups)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 4]
+    );
+    // The plan kept is the candidate with the least γ-weak cost.
+    let least = groups
+        .candidates
+        .iter()
+        .min_by(|a, b| a.objective.total_cmp(&b.objective))
+        .unwrap();
+    assert_eq!(
+        (groups.groups, groups.objective),
+        (least.groups, least.objective)
+    );
+    assert!(groups.cost >= report.pair_ot_cost - 1e-9, "{groups:?}");
+    assert!((groups.objective - (groups.cost - 0.5 * groups.spread)).abs() < 1e-12);
+    assert!(groups.final_draw_spread > 0.0, "{groups:?}");
+    let log = read_log(dir.path()).unwrap();
+    assert_eq!(log.len(), 4);
+    for record in &log {
+        let fit = record.anchor_fit.expect("every anchored step logs its fit");
+        assert!(fit.is_finite() && fit > 0.0, "step {}: {fit}", record.step);
+        assert!(
+            record.spread.is_some_and(|s| s > 0.0),
+            "step {}",
+            record.step
+        );
+    }
+    assert_resume_is_exact(&config);
+
+    // Settings that cannot name a group are refused, each with its fix.
+    let with = |change: &dyn Fn(&mut TrainConfig)| {
+        let mut bad = config.clone();
+        change(&mut bad);
+        bad.validate().unwrap_err()
+    };
+    for (err, words) in [
+        (
+            with(&|c| c.weak.as_mut().unwrap().groups = 3),
+            "2, 4, 8 or 16",
+        ),
+        (
+            with(&|c| c.weak.as_mut().unwrap().noise_layout = NoiseLayout::Voxel),
+            "--noise-layout digit",
+        ),
+        (with(&|c| c.nets.t_noise_channels = 1), "--noise-channels 2"),
+        (
+            with(&|c| c.warm_start.as_mut().unwrap().pairs_per_color = 6),
+            "multiple of 4",
+        ),
+        (with(&|c| c.warm_start = None), "--warm-start-steps"),
+        (
+            with(&|c| c.weak.as_mut().unwrap().groups = 0),
+            "--weak-groups K",
+        ),
+    ] {
+        assert!(err.contains(words), "{words}: {err}");
+    }
 }
 
 #[test]

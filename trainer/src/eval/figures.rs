@@ -763,6 +763,7 @@ mod tests {
             pair_random_cost: 0.02,
             targets_per_block: 2,
             weak_plan: None,
+            style_groups: None,
             final_regression_loss: 0.005,
             regression_losses: (1..=40).map(|i| 1.0 / i as f64).collect(),
             potential_losses: (1..=10).map(|i| -(i as f64)).collect(),

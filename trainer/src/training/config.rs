@@ -112,6 +112,16 @@ pub struct WeakCost {
     /// The distance the cost and its spread are built on.
     #[serde(default, skip_serializing_if = "WeakKernel::is_quadratic")]
     pub kernel: WeakKernel,
+    /// Style groups, at most K (a power of two, 2-16; 0 = off): the warm start, and an
+    /// anchor if given, fit T(x, z) to the plan of 1, 2, …, K groups of target styles with
+    /// the least γ-weak cost, in which the signs of z's first log2 K channels pick a group
+    /// (`training::style_groups`), instead of to the exact weak-OT plan.
+    #[serde(default, skip_serializing_if = "no_groups")]
+    pub groups: usize,
+}
+
+fn no_groups(groups: &usize) -> bool {
+    *groups == 0
 }
 
 /// The distance of the weak cost. NOT's quadratic one has "fake" solutions (Korotin,
@@ -543,10 +553,11 @@ impl TrainConfig {
                     ));
                 }
             }
-            if warm.anchor > 0.0 && self.weak.is_some() {
+            if warm.anchor > 0.0 && self.weak.as_ref().is_some_and(|weak| weak.groups == 0) {
                 return Err(
-                    "warm start anchor needs the strong cost: a stochastic map has a plan, \
-                     not one target per source (drop --warm-start-anchor or --weak-gamma)"
+                    "warm start anchor needs one target per source: a stochastic map fitted to \
+                     the weak plan has several in no order (give --weak-groups K, or drop \
+                     --warm-start-anchor or --weak-gamma)"
                         .into(),
                 );
             }
@@ -639,7 +650,46 @@ impl TrainConfig {
                 self.batch_size * weak.draws
             ));
         }
-        Ok(())
+        self.validate_groups(weak)
+    }
+
+    fn validate_groups(&self, weak: &WeakCost) -> Result<(), String> {
+        let groups = weak.groups;
+        if groups == 0 {
+            return Ok(());
+        }
+        if !(2..=16).contains(&groups) || !groups.is_power_of_two() {
+            return Err(format!(
+                "style groups (at most K) must be 2, 4, 8 or 16 (the signs of log2 K noise channels name a group), got {groups}"
+            ));
+        }
+        let levels = groups.trailing_zeros() as usize;
+        if weak.noise_layout != NoiseLayout::Digit {
+            return Err(
+                "style groups need one z per digit and channel: give --noise-layout digit".into(),
+            );
+        }
+        if self.nets.t_noise_channels < levels {
+            return Err(format!(
+                "{groups} style groups are named by the signs of {levels} noise channels, but T has {}: give --noise-channels {levels} or more",
+                self.nets.t_noise_channels
+            ));
+        }
+        match &self.warm_start {
+            None => Err(
+                "style groups are a warm-start plan: give --warm-start-steps N > 0 with --weak-groups"
+                    .into(),
+            ),
+            Some(warm) if warm.pairs_per_color % groups != 0 => Err(format!(
+                "style groups split each color's {} targets equally: give --warm-start-pairs a multiple of {groups}",
+                warm.pairs_per_color
+            )),
+            Some(_) if self.target_weight != 1.0 => Err(
+                "style groups pair sources with all targets (complete transport): drop --w or --weak-groups"
+                    .into(),
+            ),
+            Some(_) => Ok(()),
+        }
     }
 }
 

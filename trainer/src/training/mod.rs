@@ -11,4 +11,5 @@ pub mod run;
 pub mod sampler;
 pub mod selection;
 pub mod steps;
+pub mod style_groups;
 pub mod warm_start;

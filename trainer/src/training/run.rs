@@ -14,7 +14,8 @@ use super::selection::{
     record_point, selected_t,
 };
 use super::steps::{anchored_t_step, f_step, fixed_on, score, t_step};
-use super::warm_start::{ot_pairs, potential_warm_up, warm_start};
+use super::style_groups::grouped_ot_pairs;
+use super::warm_start::{AnchorPairs, ot_pairs, potential_warm_up, sources_per_batch, warm_start};
 use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
 use crate::digits::{ClassDigits, DigitsError};
@@ -465,17 +466,38 @@ pub fn train_on(
             .warm_start
             .as_ref()
             .expect("an anchor has a warm start");
-        bar.set_message("anchored NOT: exact OT pairs");
-        anchor_pairs = Some(ot_pairs(
-            source.digits(),
-            source.stack(),
-            target.digits(),
-            config.data.voxel(),
-            settings.pairs_per_color,
-            config.target_weight,
-            config.seed,
-            &device,
-        )?);
+        anchor_pairs = Some(match config.weak.as_ref().filter(|weak| weak.groups > 0) {
+            Some(weak) => {
+                bar.set_message("anchored NOT: style-group pairs");
+                AnchorPairs::Grouped(
+                    grouped_ot_pairs(
+                        source.digits(),
+                        source.stack(),
+                        target.digits(),
+                        config.data.voxel(),
+                        settings.pairs_per_color,
+                        weak.groups,
+                        weak.gamma,
+                        config.seed,
+                        &device,
+                    )?
+                    .0,
+                )
+            }
+            None => {
+                bar.set_message("anchored NOT: exact OT pairs");
+                AnchorPairs::Strong(ot_pairs(
+                    source.digits(),
+                    source.stack(),
+                    target.digits(),
+                    config.data.voxel(),
+                    settings.pairs_per_color,
+                    config.target_weight,
+                    config.seed,
+                    &device,
+                )?)
+            }
+        });
     }
 
     while state.state.step < config.steps {
@@ -521,7 +543,7 @@ pub fn train_on(
             .map_or(0.0, |w| w.anchor_at(step));
         let (mut l_t, mut cost, mut spread, mut anchor_fit) = (0.0, 0.0, None, None);
         for _ in 0..config.t_steps {
-            if let Some(pairs) = &anchor_pairs {
+            if let Some(AnchorPairs::Strong(pairs)) = &anchor_pairs {
                 let (x, y) = pairs.batch(config.batch_size, &mut rng, &device);
                 let fit;
                 (state.t, l_t, cost, fit) = anchored_t_step(
@@ -539,9 +561,9 @@ pub fn train_on(
                 check(step, "L_T", l_t, config, run)?;
                 continue;
             }
-            let x = source.batch(config.batch_size, &mut rng, &device)?;
             match &config.weak {
                 None => {
+                    let x = source.batch(config.batch_size, &mut rng, &device)?;
                     (state.t, l_t, cost) = t_step(
                         state.t,
                         &f_fixed,
@@ -554,15 +576,34 @@ pub fn train_on(
                 }
                 Some(weak) => {
                     // Z draws of z per x: the cost averages over them, the spread between
-                    // them is what γ rewards.
-                    let z = noise_batch(
-                        config.batch_size * weak.draws,
-                        config.nets.t_noise_channels,
-                        weak.noise_std,
-                        weak.noise_layout,
-                        &mut rng,
-                        &device,
-                    );
+                    // them is what γ rewards. With style groups anchored, x comes from the
+                    // grouped pairs (B/Z sources, so a step costs a strong one's) and each
+                    // draw also fits the partner its z names.
+                    let (x, z, y) = match &anchor_pairs {
+                        Some(AnchorPairs::Grouped(pairs)) => {
+                            let (x, z, y) = pairs.batch(
+                                sources_per_batch(config.batch_size, weak.draws),
+                                weak.draws,
+                                config.nets.t_noise_channels,
+                                weak.noise_std,
+                                &mut rng,
+                                &device,
+                            );
+                            (x, z, Some(y))
+                        }
+                        _ => {
+                            let x = source.batch(config.batch_size, &mut rng, &device)?;
+                            let z = noise_batch(
+                                config.batch_size * weak.draws,
+                                config.nets.t_noise_channels,
+                                weak.noise_std,
+                                weak.noise_layout,
+                                &mut rng,
+                                &device,
+                            );
+                            (x, z, None)
+                        }
+                    };
                     // Shares cut between whole inputs (B·Z rows of z, Z per input; the
                     // batch splits evenly), so each input's draws stay together.
                     let (grads, reported) = replicas.grads(&state.t, |t, share| {
@@ -578,15 +619,28 @@ pub fn train_on(
                         let weak_cost =
                             cost_t.clone() - spread_t.clone().mul_scalar(gamma.unwrap_or(0.0));
                         let f = fixed_on(&f_fixed, share);
-                        let loss = transport_loss(weak_cost, score(&f, t_xz, config.target_weight));
+                        let loss = transport_loss(
+                            weak_cost,
+                            score(&f, t_xz.clone(), config.target_weight),
+                        );
+                        let mut reported = vec![loss.clone(), cost_t, spread_t];
+                        let objective = match &y {
+                            Some(y) => {
+                                let fit = (t_xz - share.of(y)).powi_scalar(2).mean();
+                                reported.push(fit.clone());
+                                loss + fit.mul_scalar(lambda)
+                            }
+                            None => loss,
+                        };
                         ShareLoss {
-                            objective: loss.clone(),
-                            reported: vec![loss, cost_t, spread_t],
+                            objective,
+                            reported,
                         }
                     });
                     state.t = state.opt_t.step(config.lr_t, state.t, grads);
                     (l_t, cost) = (reported[0], reported[1]);
                     spread = Some(reported[2]);
+                    anchor_fit = reported.get(3).copied();
                 }
             }
             check(step, "L_T", l_t, config, run)?;

@@ -7,9 +7,10 @@
 
 use super::average::ParamAverage;
 use super::config::{WarmStart, WeakCost};
-use super::losses::{PotentialObjective, draw_spread};
+use super::losses::{PotentialObjective, draw_spread, repeat_draws};
 use super::replicas::{Replicas, ShareLoss};
 use super::sampler::noise_batch;
+use super::style_groups::{GroupCandidate, GroupedPairs, grouped_ot_pairs};
 use crate::digits::{ClassDigits, grids_tensor};
 use crate::stack::Stack;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -59,7 +60,7 @@ fn color_blocks(voxel: &VoxelConfig) -> Vec<VoxelConfig> {
 }
 
 /// Squared distances / D between every row of `a` (n) and of `b` (m), n × m row-major.
-fn cost_matrix(a: &[f32], b: &[f32], device: &Device) -> Vec<f64> {
+pub(super) fn cost_matrix(a: &[f32], b: &[f32], device: &Device) -> Vec<f64> {
     let (n, m) = (a.len() / GRID_LEN, b.len() / GRID_LEN);
     let a = Tensor::<1>::from_floats(a, device).reshape([n, GRID_LEN]);
     let b = Tensor::<1>::from_floats(b, device).reshape([m, GRID_LEN]);
@@ -84,7 +85,7 @@ pub fn targets_per_block(per_block: usize, w: f64) -> usize {
 /// `per_block` random sources (through `stack`) and [`targets_per_block`]`(per_block, w)`
 /// random targets, handed to `solve` block by block.
 #[allow(clippy::too_many_arguments)]
-fn for_each_block(
+pub(super) fn for_each_block(
     source: &ClassDigits,
     stack: &Stack,
     target: &ClassDigits,
@@ -114,7 +115,7 @@ fn for_each_block(
 /// Adds, pair by pair, the cost of `assignment` (row i → column `assignment[i]`) in the
 /// row-major cost matrix with `m` columns to `ot`, and that of the shifted pairing row i →
 /// column (i + 1) mod m (a random pairing: the digits were drawn at random) to `random`.
-fn add_assignment_costs(
+pub(super) fn add_assignment_costs(
     ot: &mut f64,
     random: &mut f64,
     cost: &[f64],
@@ -305,6 +306,9 @@ pub struct WarmStartReport {
     /// For a stochastic map: the weak plan T regressed onto (see [`WeakPlanReport`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weak_plan: Option<WeakPlanReport>,
+    /// For a stochastic map fitted to style groups: that plan (see [`StyleGroupsReport`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style_groups: Option<StyleGroupsReport>,
     /// Mean ‖T(x) − y‖²/D over the last 50 regression batches.
     pub final_regression_loss: f64,
     /// ‖T(x) − y‖²/D of every regression batch (the curve `ot3d figure losses` draws).
@@ -334,11 +338,71 @@ pub struct WeakPlanReport {
     pub final_draw_spread: f64,
 }
 
-/// What the regression fits: one target per source (deterministic T), or a distribution
-/// over targets per source that T(x, ·) must match (stochastic T, the weak cost).
+/// The style-group plan of a stochastic map's warm start (`training::style_groups`), and
+/// how far T's draws spread at its end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StyleGroupsReport {
+    /// The groups of the plan kept (the candidate with the least γ-weak cost).
+    pub groups: usize,
+    pub max_groups: usize,
+    pub gamma: f64,
+    /// Mean over sources of the plan's cost `(1/K) Σ_g ‖x_i − y_ig‖²/D` and spread /D.
+    pub cost: f64,
+    pub spread: f64,
+    /// The plan's γ-weak cost `cost − γ · spread`; the exact OT pairs' (one target per
+    /// source, no spread) is `pair_ot_cost`.
+    pub objective: f64,
+    /// Draws of z per source in a regression batch.
+    pub draws: usize,
+    /// Mean over sources of the spread of T(x, z) over its draws (/D), last 50 batches.
+    pub final_draw_spread: f64,
+    /// Every count of groups weighed, K = 1 (exact OT) first.
+    pub candidates: Vec<GroupCandidate>,
+}
+
+/// What the regression fits: one target per source (deterministic T), a distribution over
+/// targets per source that T(x, ·) must match (stochastic T, the weak cost), or one target
+/// per style group that z names (stochastic T, style groups).
 enum Fit<'a> {
     Pairs(Pairs),
     Weak(WeakPairs, &'a WeakCost),
+    Grouped(GroupedPairs, Vec<GroupCandidate>, &'a WeakCost),
+}
+
+/// The pairs an anchored NOT keeps fitting: one target per source, or one per source and
+/// style group.
+pub enum AnchorPairs {
+    Strong(Pairs),
+    Grouped(GroupedPairs),
+}
+
+/// Sources per batch of a stochastic fit: the batch's digits shared among `draws` draws
+/// each, so a step costs what a deterministic one does.
+pub fn sources_per_batch(batch_size: usize, draws: usize) -> usize {
+    (batch_size / draws).max(1)
+}
+
+/// The regression loss ‖T(x, z) − y‖²/D on a batch of style-group pairs, and the draws'
+/// mean spread (/D).
+fn grouped_loss(
+    t: &TransportMap,
+    pairs: &GroupedPairs,
+    weak: &WeakCost,
+    batch_size: usize,
+    rng: &mut SeedRng,
+    device: &Device,
+) -> (Tensor<1>, f64) {
+    let (x, z, y) = pairs.batch(
+        sources_per_batch(batch_size, weak.draws),
+        weak.draws,
+        t.noise_channels(),
+        weak.noise_std,
+        rng,
+        device,
+    );
+    let out = t.forward(repeat_draws(x, weak.draws), Some(z));
+    let spread = draw_spread(out.clone().detach(), weak.draws).into_scalar::<f32>() as f64;
+    ((out - y).powi_scalar(2).mean(), spread)
 }
 
 /// A batch of `batch_size` random OT pairs, and its regression loss ‖T(x) − y‖²/D.
@@ -432,7 +496,7 @@ fn weak_loss(
 }
 
 /// Keeps the last 50 values in `window`: the reports' "final" figures average them.
-fn push_recent(window: &mut VecDeque<f64>, value: f64) {
+pub(super) fn push_recent(window: &mut VecDeque<f64>, value: f64) {
     window.push_back(value);
     if window.len() > 50 {
         window.pop_front();
@@ -445,7 +509,8 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
 
 /// Regresses `t` onto the OT pairs of `settings` with Adam; returns the trained map, the
 /// report and the pairs (for anchored NOT). With `weak` (a stochastic map) it fits T(x, ·)
-/// to the discrete weak-OT plan for γ instead, and returns no pairs.
+/// to the discrete weak-OT plan for γ instead, and returns no pairs, or with style groups
+/// to their plan, and returns its pairs.
 #[allow(clippy::too_many_arguments)]
 pub fn warm_start(
     t: TransportMap,
@@ -461,10 +526,25 @@ pub fn warm_start(
     device: &Device,
     replicas: &Replicas,
     bar: &ProgressBar,
-) -> Result<(TransportMap, WarmStartReport, Option<Pairs>), VoxelError> {
+) -> Result<(TransportMap, WarmStartReport, Option<AnchorPairs>), VoxelError> {
     let started = std::time::Instant::now();
     let per_block = settings.pairs_per_color;
     let fit = match weak.filter(|_| t.noise_channels() > 0) {
+        Some(weak) if weak.groups > 0 => {
+            bar.set_message(format!("warm start: up to {} style groups", weak.groups));
+            let (pairs, candidates) = grouped_ot_pairs(
+                source,
+                stack,
+                target,
+                voxel,
+                per_block,
+                weak.groups,
+                weak.gamma,
+                seed,
+                device,
+            )?;
+            Fit::Grouped(pairs, candidates, weak)
+        }
         Some(weak) => {
             bar.set_message(format!("warm start: weak OT plan, γ {}", weak.gamma));
             Fit::Weak(
@@ -518,6 +598,12 @@ pub fn warm_start(
                 let value = loss.clone().into_scalar::<f32>() as f64;
                 (GradientsParams::from_grads(loss.backward(), &t), value)
             }
+            Fit::Grouped(pairs, _, weak) => {
+                let (loss, spread) = grouped_loss(&t, pairs, weak, batch_size, &mut rng, &inner);
+                push_recent(&mut recent_spread, spread);
+                let value = loss.clone().into_scalar::<f32>() as f64;
+                (GradientsParams::from_grads(loss.backward(), &t), value)
+            }
         };
         t = optimizer.step(settings.lr, t, grads);
         if let Some(average) = &mut average {
@@ -532,8 +618,23 @@ pub fn warm_start(
         t = average.apply(t);
     }
     let mean = |v: &VecDeque<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let style_groups = match &fit {
+        Fit::Grouped(pairs, candidates, weak) => Some(StyleGroupsReport {
+            groups: pairs.groups,
+            max_groups: weak.groups,
+            gamma: weak.gamma,
+            cost: pairs.cost,
+            spread: pairs.spread,
+            objective: pairs.objective(weak.gamma),
+            draws: weak.draws,
+            final_draw_spread: mean(&recent_spread),
+            candidates: candidates.clone(),
+        }),
+        _ => None,
+    };
     let (pairs, pair_ot_cost, pair_random_cost, weak_plan) = match &fit {
         Fit::Pairs(pairs) => (pairs.len(), pairs.ot_cost, pairs.random_cost, None),
+        Fit::Grouped(pairs, ..) => (pairs.len(), pairs.ot_cost, pairs.random_cost, None),
         Fit::Weak(pairs, weak) => (
             pairs.len(),
             pairs.ot_cost,
@@ -555,13 +656,15 @@ pub fn warm_start(
         pair_random_cost,
         targets_per_block: targets_per_block(per_block, w),
         weak_plan,
+        style_groups,
         final_regression_loss: mean(&recent),
         regression_losses,
         potential_losses: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     };
     let pairs = match fit {
-        Fit::Pairs(pairs) => Some(pairs),
+        Fit::Pairs(pairs) => Some(AnchorPairs::Strong(pairs)),
+        Fit::Grouped(pairs, ..) => Some(AnchorPairs::Grouped(pairs)),
         Fit::Weak(..) => None,
     };
     Ok((t, report, pairs))
