@@ -295,6 +295,19 @@ pub fn grouped_ot_pairs(
         .iter()
         .map(|(xs, ys)| cost_matrix(xs, ys, device))
         .collect();
+    // The exact assignment's cost and a random pairing's, once: every candidate shares them.
+    let (mut ot_cost, mut random_cost) = (0.0, 0.0);
+    for cost in &costs {
+        let n = (cost.len() as f64).sqrt() as usize;
+        add_assignment_costs(
+            &mut ot_cost,
+            &mut random_cost,
+            cost,
+            &min_cost_assignment(cost, n),
+            n,
+        );
+    }
+    let sources = (total as f64).max(1.0);
     let mut best: Option<GroupedPairs> = None;
     let mut candidates = Vec::new();
     for levels in 0..=group_levels(max_groups) {
@@ -312,7 +325,10 @@ pub fn grouped_ot_pairs(
             best = Some(pairs);
         }
     }
-    Ok((best.expect("K = 1 is always weighed"), candidates))
+    let mut best = best.expect("K = 1 is always weighed");
+    best.ot_cost = ot_cost / sources;
+    best.random_cost = random_cost / sources;
+    Ok((best, candidates))
 }
 
 /// The plan with `groups` style groups on the warm start's color `blocks` (sources,
@@ -342,13 +358,6 @@ fn plan_for(
             .collect();
         offset += n;
         let group = split_groups(&block_scores, n, levels);
-        add_assignment_costs(
-            &mut pairs.ot_cost,
-            &mut pairs.random_cost,
-            cost,
-            &min_cost_assignment(cost, n),
-            n,
-        );
         let partners = group_partners(cost, n, &group, groups);
         let digit = |j: usize| &ys[j * GRID_LEN..(j + 1) * GRID_LEN];
         for i in 0..n {
@@ -372,8 +381,6 @@ fn plan_for(
     let count = pairs.len().max(1) as f64;
     pairs.cost /= count;
     pairs.spread /= count;
-    pairs.ot_cost /= count;
-    pairs.random_cost /= count;
     pairs
 }
 
