@@ -231,7 +231,7 @@ fn bad_arguments_are_refused_with_a_reason() {
                 "1",
                 "--dry-run",
             ],
-            "anchor needs the strong cost",
+            "warm start anchor needs one target per source",
         ),
         (
             &["train", "--w", "0.5", "--dry-run"],
