@@ -99,6 +99,7 @@ fn small_map(width: usize, depth: usize, precision: Precision, device: &Device) 
         stacked_on: None,
         target_weight: 1.0,
         weak_gamma: None,
+        weak_groups: None,
     };
     let (_, json, weights) = encode_transport_map(&t, manifest).unwrap();
     Original {

@@ -482,6 +482,7 @@ impl SplitArg {
 pub enum NoiseLayoutArg {
     Voxel,
     Digit,
+    Signs,
 }
 
 impl From<NoiseLayoutArg> for NoiseLayout {
@@ -489,6 +490,7 @@ impl From<NoiseLayoutArg> for NoiseLayout {
         match arg {
             NoiseLayoutArg::Voxel => NoiseLayout::Voxel,
             NoiseLayoutArg::Digit => NoiseLayout::Digit,
+            NoiseLayoutArg::Signs => NoiseLayout::Signs,
         }
     }
 }
@@ -723,8 +725,10 @@ pub struct TrainArgs {
     /// Weak cost: standard deviation of the noise z.
     #[arg(long, default_value_t = 0.1, requires = "weak_gamma")]
     noise_std: f32,
-    /// Weak cost: how z fills the noise channels: `voxel` (a fresh value at every voxel) or
-    /// `digit` (one value per channel and digit, a latent code the whole digit sees).
+    /// Weak cost: how z fills the noise channels: `voxel` (a fresh value at every voxel),
+    /// `digit` (one value per channel and digit, a latent code the whole digit sees) or
+    /// `signs` (as `digit`, but ±std: one of 2^channels codes, so a style-group map never
+    /// sees a z between two groups).
     #[arg(long, value_enum, default_value_t = NoiseLayoutArg::Voxel, requires = "weak_gamma")]
     noise_layout: NoiseLayoutArg,
     /// Weak cost: the distance it is built on: `quadratic` (‖·‖², NOT's γ-weak cost) or
@@ -736,8 +740,8 @@ pub struct TrainArgs {
     /// split in k equal groups along their leading principal axes, each source gets its
     /// exact-OT partner in every group, and the signs of z's first log2 k channels pick the
     /// group; of k = 1, 2, 4, … up to this K (2, 4, 8 or 16) the plan with the least γ-weak
-    /// cost is kept (needs --noise-layout digit; with --warm-start-anchor λ, NOT keeps that
-    /// fit) [default: 0, off].
+    /// cost is kept (needs --noise-layout digit or signs; with --warm-start-anchor λ, NOT
+    /// keeps that fit) [default: 0, off].
     #[arg(long, default_value_t = 0, requires = "weak_gamma")]
     weak_groups: usize,
     /// Incomplete (extremal) transport: weight w in [1, 16] on the potential's target term

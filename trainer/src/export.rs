@@ -57,6 +57,32 @@ pub enum ExportError {
         path: PathBuf,
         error: std::io::Error,
     },
+    #[error(
+        "{path}: {message}; the run was trained with --weak-groups, whose warm start writes \
+         the style groups it kept there: train the run again (its checkpoints alone do not say)"
+    )]
+    StyleGroups { path: PathBuf, message: String },
+}
+
+/// The style groups a `--weak-groups` run's warm start kept (its `warm_start.json`), which
+/// the manifest records so that evaluations and the page can say what z picks.
+fn kept_style_groups(run: &Path, config: &TrainConfig) -> Result<Option<usize>, ExportError> {
+    if config.weak.as_ref().is_none_or(|weak| weak.groups == 0) {
+        return Ok(None);
+    }
+    let path = run.join(crate::training::run::WARM_START_FILE);
+    let failed = |message: String| ExportError::StyleGroups {
+        path: path.clone(),
+        message,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| failed(format!("cannot read it ({e})")))?;
+    let report: crate::training::warm_start::WarmStartReport = serde_json::from_slice(&bytes)
+        .map_err(|e| failed(format!("not a warm-start report ({e})")))?;
+    let groups = report
+        .style_groups
+        .ok_or_else(|| failed("it has no style_groups record".into()))?
+        .groups;
+    Ok(Some(groups))
 }
 
 /// The manifest link of a stacked run: its `--stack-on` directory and that map's sha256,
@@ -242,6 +268,7 @@ pub fn export_map(
         stacked_on: stacked_on(&config)?,
         target_weight: config.target_weight,
         weak_gamma: config.weak.as_ref().map(|weak| weak.gamma),
+        weak_groups: kept_style_groups(run, &config)?,
     };
     let (manifest, json, weights) = encode_transport_map(&t, manifest)?;
     // Weights first: a manifest is never left pointing at weights that are not there yet.

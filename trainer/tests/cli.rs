@@ -360,7 +360,24 @@ fn dry_run_shows_the_weak_cost_and_a_noise_input_for_t() {
         "30",
     ]);
     assert_eq!(grouped["weak"]["groups"], 4);
+    assert_eq!(grouped["weak"]["noise_layout"], "digit");
     assert_eq!(grouped["warm_start"]["anchor"], 30.0);
+    // Sign codes name the groups as well (one of 2^channels codes per digit).
+    let signed = dry_run_config(&[
+        "--data-dir",
+        dir,
+        "--weak-gamma",
+        "1",
+        "--weak-groups",
+        "4",
+        "--noise-layout",
+        "signs",
+        "--noise-channels",
+        "2",
+        "--warm-start-anchor",
+        "30",
+    ]);
+    assert_eq!(signed["weak"]["noise_layout"], "signs");
     let anchored_plan = ot3d(&[
         "train",
         "--dry-run",

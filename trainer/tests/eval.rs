@@ -59,6 +59,7 @@ fn identity_model_with_noise(dir: &Path, weak_gamma: Option<f64>) {
         stacked_on: None,
         target_weight: 1.0,
         weak_gamma,
+        weak_groups: None,
     };
     let (_, json, weights) = encode_transport_map(&t, manifest).unwrap();
     std::fs::create_dir_all(dir).unwrap();

@@ -880,6 +880,7 @@ fn a_deterministic_run_starts_a_stochastic_one_whose_draws_differ() {
     export(&path("strong"), &path("strong-map"), f32_only, &device).unwrap();
     let (t, manifest) = load_model_dir(&path("weak-map"), &device).unwrap();
     assert_eq!(manifest.weak_gamma, Some(0.5));
+    assert_eq!(manifest.weak_groups, None, "fitted to the exact weak plan");
     assert_eq!(manifest.config.noise_channels, 1);
 
     // Draws of z for one digit give different outputs; the same seed the same ones.
@@ -1172,6 +1173,30 @@ fn style_groups_pair_each_source_with_one_target_per_group_and_train_anchored() 
         );
     }
     assert_resume_is_exact(&config);
+
+    // The export records the groups kept, which only warm_start.json knows: without it the
+    // export is refused, naming the file.
+    {
+        use ot3d_models::nets::burnpack::Precision;
+        use ot3d_trainer::export::{PrecisionChoice, export};
+        let device = Device::flex();
+        let f32_only = PrecisionChoice::Exactly(Precision::F32);
+        let out = dir.path().join("map");
+        export(dir.path(), &out, f32_only, &device).unwrap();
+        let (_, manifest) = ot3d_trainer::mapping::load_model_dir(&out, &device).unwrap();
+        assert_eq!(
+            (manifest.weak_gamma, manifest.weak_groups),
+            (Some(0.5), Some(groups.groups))
+        );
+        std::fs::remove_file(dir.path().join(WARM_START_FILE)).unwrap();
+        let err = export(dir.path(), &dir.path().join("map2"), f32_only, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(WARM_START_FILE) && err.contains("--weak-groups"),
+            "{err}"
+        );
+    }
 
     // Settings that cannot name a group are refused, each with its fix.
     let with = |change: &dyn Fn(&mut TrainConfig)| {

@@ -205,6 +205,7 @@ mod tests {
             stacked_on: None,
             target_weight: 1.0,
             weak_gamma: None,
+            weak_groups: None,
         };
         let (_, json, bytes) = encode_transport_map(&t, manifest).unwrap();
         (json, bytes, t)

@@ -118,10 +118,22 @@ fn noise_layouts_fill_the_channels_per_voxel_or_per_digit() {
         );
     }
     assert!(codes.windows(2).all(|w| w[0] != w[1]));
+    // Signs: the same draws' signs times std, constant per (digit, channel).
+    let signs = noise_values(3, 2, 0.5, NoiseLayout::Signs, &mut SeedRng::new(9));
+    assert_eq!(signs.len(), 3 * 2 * grid);
+    for (k, block) in signs.chunks(grid).enumerate() {
+        let want = if codes[k] > 0.0 { 0.5 } else { -0.5 };
+        assert!(block.iter().all(|&v| v == want), "block {k}: {want}");
+    }
+    assert!(signs.contains(&0.5) && signs.contains(&-0.5));
     // The manifest and config spelling.
     assert_eq!(
         serde_json::to_string(&NoiseLayout::Digit).unwrap(),
         "\"digit\""
+    );
+    assert_eq!(
+        serde_json::from_str::<NoiseLayout>("\"signs\"").unwrap(),
+        NoiseLayout::Signs
     );
     assert!(serde_json::from_str::<NoiseLayout>("\"pixel\"").is_err());
     assert!(NoiseLayout::default().is_voxel());
@@ -240,6 +252,7 @@ mod weights_format {
             stacked_on: None,
             target_weight: 1.0,
             weak_gamma: None,
+            weak_groups: None,
         }
     }
 

@@ -120,6 +120,10 @@ pub enum NoiseLayout {
     /// One N(0, std²) value per noise channel and digit, the same at every voxel: a
     /// latent code the whole digit sees at once, so z can pick a global shape.
     Digit,
+    /// As `Digit`, but each value is ±std, the sign of an N(0, 1) draw: z is one of
+    /// 2^channels codes. A style-group map (`--weak-groups`) whose groups the signs name
+    /// then never sees a z between two groups, where a Gaussian z blends their partners.
+    Signs,
 }
 
 impl NoiseLayout {
@@ -143,6 +147,10 @@ pub fn noise_values(
         NoiseLayout::Digit => gaussian_noise(digits * channels, std, rng)
             .into_iter()
             .flat_map(|value| std::iter::repeat_n(value, grid))
+            .collect(),
+        NoiseLayout::Signs => gaussian_noise(digits * channels, 1.0, rng)
+            .into_iter()
+            .flat_map(|value| std::iter::repeat_n(std.copysign(value), grid))
             .collect(),
     }
 }

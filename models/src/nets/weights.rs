@@ -88,6 +88,11 @@ pub struct Manifest {
     /// The γ of the weak cost a stochastic map was trained with (None: the strong cost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weak_gamma: Option<f64>,
+    /// For a stochastic map fitted to a style-group plan (`ot3d train --weak-groups`): the
+    /// number of groups its warm start kept, whose partner the signs of z name (None: the
+    /// exact weak plan, or a deterministic map).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weak_groups: Option<usize>,
 }
 
 fn complete_transport() -> f64 {

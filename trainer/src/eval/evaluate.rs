@@ -173,6 +173,10 @@ pub struct EvalReport {
     /// The weak cost's γ of a stochastic map (None: the strong cost).
     #[serde(default)]
     pub weak_gamma: Option<f64>,
+    /// The style groups a stochastic map's plan kept (`--weak-groups`; None: the exact
+    /// weak plan, or a deterministic map).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weak_groups: Option<usize>,
     /// Spread of a stochastic map's draws for one input (None for a deterministic map).
     #[serde(default)]
     pub per_input: Option<PerInputDiversity>,
@@ -390,6 +394,7 @@ pub fn evaluate(request: &EvalRequest, device: &Device) -> Result<EvalReport, Ev
         target_weight: manifest.target_weight,
         similarity: Some(similarity),
         weak_gamma: manifest.weak_gamma,
+        weak_groups: manifest.weak_groups,
         per_input,
     })
 }

@@ -424,28 +424,67 @@ fn weight_series_verdict(sorted: &[&EvalReport]) -> String {
     )
 }
 
+/// The plan a map's T was fitted to, as the weak-cost section groups them: the strong
+/// map first, then maps fitted to the exact weak plan, then style-group maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum WeakPlanKind {
+    Strong,
+    ExactWeakPlan,
+    StyleGroups,
+}
+
+impl WeakPlanKind {
+    fn of(report: &EvalReport) -> Self {
+        match (report.weak_gamma, report.weak_groups) {
+            (None, _) => Self::Strong,
+            (Some(_), None) => Self::ExactWeakPlan,
+            (Some(_), Some(_)) => Self::StyleGroups,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Strong => "strong",
+            Self::ExactWeakPlan => "exact weak plan",
+            Self::StyleGroups => "style groups",
+        }
+    }
+}
+
+/// The plan column of one row.
+fn plan_cell(report: &EvalReport) -> String {
+    match (WeakPlanKind::of(report), report.weak_groups) {
+        (WeakPlanKind::StyleGroups, Some(1)) => "style groups: 1 kept (exact OT)".into(),
+        (WeakPlanKind::StyleGroups, Some(k)) => format!("style groups: {k} kept"),
+        (kind, _) => kind.name().into(),
+    }
+}
+
 /// The weak-cost section (issue 8, item 2): one row per stochastic map of one pair trained
-/// with a different γ (sorted by γ), with each map's per-input diversity (draws of z for one
-/// x) beside its quality, and whether that diversity grows with γ.
+/// with a different γ (the strong map first, then by plan and γ), with each map's per-input
+/// diversity (draws of z for one x) beside its quality, and for each plan whether that
+/// diversity grows with γ.
 pub fn gamma_series_markdown(reports: &[EvalReport], figures: &[String]) -> String {
+    let gamma = |r: &EvalReport| r.weak_gamma.unwrap_or(0.0);
     let mut sorted: Vec<&EvalReport> = reports.iter().collect();
     sorted.sort_by(|a, b| {
-        a.weak_gamma
-            .unwrap_or(0.0)
-            .total_cmp(&b.weak_gamma.unwrap_or(0.0))
+        (WeakPlanKind::of(a).cmp(&WeakPlanKind::of(b))).then(gamma(a).total_cmp(&gamma(b)))
     });
     let mut md = String::from(
         "## Weak OT: γ and several 5s for one 3\n\n\
          With the γ-weak quadratic cost T takes noise z beside x and pays γ × the spread of its \
          draws back, so one input can map to several plausible targets. Each row is `ot3d \
-         eval --json` on a map trained with `ot3d train --weak-gamma γ`, whose warm start \
-         fits T(x, ·) to the exact discrete weak-OT plan for γ between training digits \
-         (warm_start.json holds the plan's spread); per-input diversity \
-         is the mean pairwise ‖T(x, z) − T(x, z')‖²/D over draws of z for one x, as a share of \
+         eval --json` on a map trained with `ot3d train --weak-gamma γ`. Its warm start fits \
+         T(x, ·) to a discrete plan between training digits: the *exact weak plan* for γ, or, \
+         with `--weak-groups K`, a *style-group plan* (the 5s split into k ≤ K groups along \
+         their principal axes, each 3 paired with its exact-OT partner in every group, the \
+         signs of z naming the group; of k = 1, 2, 4, …, K the least γ-weak cost is kept, and \
+         k = 1 is exact OT). warm_start.json holds the plan's spread. Per-input diversity is \
+         the mean pairwise ‖T(x, z) − T(x, z')‖²/D over draws of z for one x, as a share of \
          the real targets' pairwise distance.\n\n\
-         | γ | training | classified as target | color kept | FID-3D (× floor) \
+         | γ | plan | training | classified as target | color kept | FID-3D (× floor) \
          | cost (× exact OT) | per-input diversity | diversity |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let ratio = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
     let per_input = |r: &EvalReport| {
@@ -456,8 +495,9 @@ pub fn gamma_series_markdown(reports: &[EvalReport], figures: &[String]) -> Stri
     for report in &sorted {
         let overall = row(report, "T(x)");
         md += &format!(
-            "| {} | {} | {} | {} | {:.0} ({:.1}×) | {:.5} ({:.2}×) | {} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {:.0} ({:.1}×) | {:.5} ({:.2}×) | {} | {:.2} |\n",
             report.weak_gamma.map_or("strong".into(), |g| g.to_string()),
+            plan_cell(report),
             report_training(report),
             overall.map_or("–".into(), |r| pct(r.target_accuracy)),
             overall
@@ -471,27 +511,55 @@ pub fn gamma_series_markdown(reports: &[EvalReport], figures: &[String]) -> Stri
             ratio(report.diversity.outputs, report.diversity.real_targets),
         );
     }
-    let spreads: Vec<f64> = sorted.iter().map(|r| per_input(r).unwrap_or(0.0)).collect();
-    let listed = spreads
+    md += "\n";
+    // One verdict per plan, each over the strong maps (no spread) and that plan's maps.
+    let strong: Vec<&EvalReport> = sorted
         .iter()
-        .map(|v| format!("{v:.4}"))
-        .collect::<Vec<_>>()
-        .join(" → ");
-    md += "\n";
-    md += &if sorted.len() < 2 {
-        "One map only: train others with `--weak-gamma` to see the trend.".to_string()
-    } else if monotone(&spreads, true, 0.0) && spreads.last() > spreads.first() {
-        format!(
-            "**Do different z give different 5s for one 3, more so as γ grows?** Yes: the \
-             per-input diversity rises with γ ({listed})."
-        )
+        .copied()
+        .filter(|r| WeakPlanKind::of(r) == WeakPlanKind::Strong)
+        .collect();
+    let mut verdicts = Vec::new();
+    for kind in [WeakPlanKind::ExactWeakPlan, WeakPlanKind::StyleGroups] {
+        let maps: Vec<&EvalReport> = sorted
+            .iter()
+            .copied()
+            .filter(|r| WeakPlanKind::of(r) == kind)
+            .collect();
+        if maps.is_empty() {
+            continue;
+        }
+        let series: Vec<&EvalReport> = strong.iter().chain(&maps).copied().collect();
+        let spreads: Vec<f64> = series.iter().map(|r| per_input(r).unwrap_or(0.0)).collect();
+        let listed = spreads
+            .iter()
+            .map(|v| format!("{v:.4}"))
+            .collect::<Vec<_>>()
+            .join(" → ");
+        verdicts.push(if series.len() < 2 {
+            format!(
+                "**{}:** one map only: train others with `--weak-gamma` to see the trend.",
+                kind.name()
+            )
+        } else if monotone(&spreads, true, 0.0) && spreads.last() > spreads.first() {
+            format!(
+                "**{}:** yes, the per-input diversity rises with γ ({listed}).",
+                kind.name()
+            )
+        } else {
+            format!(
+                "**{}:** not here, the per-input diversity does **not** rise with γ ({listed}).",
+                kind.name()
+            )
+        });
+    }
+    if verdicts.is_empty() {
+        md += "No stochastic map: train one with `--weak-gamma` to see the trend.\n";
     } else {
-        format!(
-            "**Do different z give different 5s for one 3, more so as γ grows?** Not here: the \
-             per-input diversity does **not** rise with γ ({listed})."
-        )
-    };
-    md += "\n";
+        md += "**Do different z give different 5s for one 3, more so as γ grows?**\n\n";
+        for verdict in verdicts {
+            md += &format!("- {verdict}\n");
+        }
+    }
     for figure in figures {
         md += &format!("\n![{figure}]({figure})\n");
     }
@@ -569,6 +637,7 @@ mod tests {
             target_weight: 1.0,
             similarity: None,
             weak_gamma: None,
+            weak_groups: None,
             per_input: None,
         }
     }
@@ -698,10 +767,11 @@ mod tests {
     }
 
     #[test]
-    fn the_gamma_series_is_sorted_by_gamma_and_says_whether_draws_spread_more() {
+    fn the_gamma_series_is_sorted_by_plan_and_gamma_and_says_whether_draws_spread_more() {
         use crate::eval::evaluate::PerInputDiversity;
-        let with = |gamma: Option<f64>, spread: Option<f64>| EvalReport {
+        let with = |gamma: Option<f64>, groups: Option<usize>, spread: Option<f64>| EvalReport {
             weak_gamma: gamma,
+            weak_groups: groups,
             per_input: spread.map(|mean_pairwise| PerInputDiversity {
                 inputs: 64,
                 draws: 8,
@@ -711,26 +781,45 @@ mod tests {
         };
         // report() has real-target diversity 0.04: spreads 0.004 and 0.008 are 0.1 and 0.2.
         let rising = [
-            with(Some(1.0), Some(0.008)),
-            with(None, None),
-            with(Some(0.5), Some(0.004)),
+            with(Some(1.0), None, Some(0.008)),
+            with(Some(1.0), Some(4), Some(0.004)),
+            with(None, None, None),
+            with(Some(0.25), Some(1), Some(0.0)),
+            with(Some(0.5), None, Some(0.004)),
         ];
         let md = gamma_series_markdown(&rising, &["docs/g.png".into()]);
-        let (strong, half, one) = (
-            md.find("| strong |").unwrap(),
-            md.find("| 0.5 |").unwrap(),
-            md.find("| 1 |").unwrap(),
-        );
-        assert!(strong < half && half < one, "{md}");
+        let at = |cell: &str| md.find(cell).unwrap_or_else(|| panic!("{cell} in {md}"));
+        let order = [
+            at("| strong | strong |"),
+            at("| 0.5 | exact weak plan |"),
+            at("| 1 | exact weak plan |"),
+            at("| 0.25 | style groups: 1 kept (exact OT) |"),
+            at("| 1 | style groups: 4 kept |"),
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{md}");
         assert!(md.contains("– (deterministic)"), "{md}");
         assert!(
-            md.contains("Yes: the per-input diversity rises with γ (0.0000 → 0.1000 → 0.2000)"),
+            md.contains(
+                "**exact weak plan:** yes, the per-input diversity rises with γ \
+                 (0.0000 → 0.1000 → 0.2000)"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "**style groups:** yes, the per-input diversity rises with γ \
+                 (0.0000 → 0.0000 → 0.1000)"
+            ),
             "{md}"
         );
         assert!(md.contains("![docs/g.png](docs/g.png)"));
-        let flat = [with(Some(0.0), Some(0.004)), with(Some(1.0), Some(0.002))];
+        let flat = [
+            with(Some(0.0), None, Some(0.004)),
+            with(Some(1.0), None, Some(0.002)),
+        ];
         assert!(gamma_series_markdown(&flat, &[]).contains("does **not** rise with γ"));
-        assert!(gamma_series_markdown(&flat[..1], &[]).contains("One map only"));
+        assert!(gamma_series_markdown(&flat[..1], &[]).contains("one map only"));
+        assert!(gamma_series_markdown(&rising[2..3], &[]).contains("No stochastic map"));
     }
 
     #[test]

@@ -664,9 +664,10 @@ impl TrainConfig {
             ));
         }
         let levels = groups.trailing_zeros() as usize;
-        if weak.noise_layout != NoiseLayout::Digit {
+        if weak.noise_layout == NoiseLayout::Voxel {
             return Err(
-                "style groups need one z per digit and channel: give --noise-layout digit".into(),
+                "style groups need one z per digit and channel: give --noise-layout digit (or signs)"
+                    .into(),
             );
         }
         if self.nets.t_noise_channels < levels {

@@ -583,9 +583,8 @@ pub fn train_on(
                         Some(AnchorPairs::Grouped(pairs)) => {
                             let (x, z, y) = pairs.batch(
                                 sources_per_batch(config.batch_size, weak.draws),
-                                weak.draws,
+                                weak,
                                 config.nets.t_noise_channels,
-                                weak.noise_std,
                                 &mut rng,
                                 &device,
                             );

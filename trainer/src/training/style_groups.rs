@@ -14,12 +14,13 @@
 //! weak-OT plan (10–18 partners per 3, in no order z could name) reached ~7% of the plan's
 //! spread on this CPU and blurred the outputs.
 
+use super::config::WeakCost;
 use super::warm_start::{add_assignment_costs, cost_matrix, for_each_block};
 use crate::digits::{ClassDigits, grids_tensor};
 use crate::stack::Stack;
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::assignment::min_cost_assignment;
-use ot3d_models::nets::{NoiseLayout, noise_values};
+use ot3d_models::nets::noise_values;
 use ot3d_models::rng::SeedRng;
 use ot3d_models::voxel::{GRID, GRID_LEN, VoxelConfig, VoxelError};
 use serde::{Deserialize, Serialize};
@@ -69,24 +70,31 @@ impl GroupedPairs {
         &self.targets[k * GRID_LEN..(k + 1) * GRID_LEN]
     }
 
-    /// `sources` random sources (with replacement), each with `draws` draws of z (one value
-    /// per digit and channel, N(0, std²)) and, per draw, its partner in the group z names:
+    /// `sources` random sources (with replacement), each with `weak.draws` draws of z (one
+    /// value per digit and channel, N(0, std²) or ±std per `weak.noise_layout`) and, per
+    /// draw, its partner in the group z names:
     /// x `[S, …]`, z `[S·Z, channels, …]` and y `[S·Z, …]`, the draws of one source in a row
     /// (the layout of the weak cost's terms).
     pub fn batch(
         &self,
         sources: usize,
-        draws: usize,
+        weak: &WeakCost,
         channels: usize,
-        std: f32,
         rng: &mut SeedRng,
         device: &Device,
     ) -> (Tensor<5>, Tensor<5>, Tensor<5>) {
+        let draws = weak.draws;
         let levels = group_levels(self.groups);
         let picked: Vec<usize> = (0..sources)
             .map(|_| rng.below(self.len() as u64) as usize)
             .collect();
-        let z = noise_values(sources * draws, channels, std, NoiseLayout::Digit, rng);
+        let z = noise_values(
+            sources * draws,
+            channels,
+            weak.noise_std,
+            weak.noise_layout,
+            rng,
+        );
         let mut xs = Vec::with_capacity(sources * GRID_LEN);
         let mut ys = Vec::with_capacity(sources * draws * GRID_LEN);
         for (s, &i) in picked.iter().enumerate() {
@@ -387,6 +395,7 @@ fn plan_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ot3d_models::nets::NoiseLayout;
 
     #[test]
     fn the_noise_names_its_group_by_the_signs_of_its_first_channels() {
@@ -485,28 +494,46 @@ mod tests {
             ot_cost: 0.0,
             random_cost: 0.0,
         };
-        let mut rng = SeedRng::new(5);
-        let (x, z, y) = pairs.batch(6, 3, 3, 1.0, &mut rng, &device);
-        assert_eq!(x.dims(), [6, 3, GRID, GRID, GRID]);
-        assert_eq!(z.dims(), [18, 3, GRID, GRID, GRID]);
-        assert_eq!(y.dims(), [18, 3, GRID, GRID, GRID]);
-        let first = |t: Tensor<5>, count: usize| -> Vec<f32> {
-            let values = t.into_data().try_to_vec::<f32>().unwrap();
-            (0..count)
-                .map(|k| values[k * values.len() / count])
-                .collect()
-        };
-        let xs = first(x, 6);
-        let ys = first(y, 18);
-        let zs = z.into_data().try_to_vec::<f32>().unwrap();
-        let mut seen = std::collections::HashSet::new();
-        for digit in 0..18 {
-            let at = |c: usize| zs[(digit * 3 + c) * CHANNEL_LEN];
-            let g = usize::from(at(0) > 0.0) + 2 * usize::from(at(1) > 0.0);
-            let i = xs[digit / 3];
-            assert_eq!(ys[digit], 10.0 * i + g as f32, "draw {digit}");
-            seen.insert(g);
+        // Gaussian codes and sign codes name groups alike.
+        for layout in [NoiseLayout::Digit, NoiseLayout::Signs] {
+            let mut rng = SeedRng::new(5);
+            let weak = WeakCost {
+                gamma: 1.0,
+                gamma_ramp_steps: 0,
+                draws: 3,
+                noise_std: 1.0,
+                noise_layout: layout,
+                kernel: Default::default(),
+                groups: 4,
+            };
+            let (x, z, y) = pairs.batch(6, &weak, 3, &mut rng, &device);
+            assert_eq!(x.dims(), [6, 3, GRID, GRID, GRID]);
+            assert_eq!(z.dims(), [18, 3, GRID, GRID, GRID]);
+            assert_eq!(y.dims(), [18, 3, GRID, GRID, GRID]);
+            let first = |t: Tensor<5>, count: usize| -> Vec<f32> {
+                let values = t.into_data().try_to_vec::<f32>().unwrap();
+                (0..count)
+                    .map(|k| values[k * values.len() / count])
+                    .collect()
+            };
+            let xs = first(x, 6);
+            let ys = first(y, 18);
+            let zs = z.into_data().try_to_vec::<f32>().unwrap();
+            let mut seen = std::collections::HashSet::new();
+            for digit in 0..18 {
+                let at = |c: usize| zs[(digit * 3 + c) * CHANNEL_LEN];
+                let g = usize::from(at(0) > 0.0) + 2 * usize::from(at(1) > 0.0);
+                let i = xs[digit / 3];
+                assert_eq!(ys[digit], 10.0 * i + g as f32, "draw {digit}");
+                seen.insert(g);
+                if layout == NoiseLayout::Signs {
+                    assert!(
+                        (0..3).all(|c| at(c).abs() == 1.0),
+                        "draw {digit}: ±std only"
+                    );
+                }
+            }
+            assert!(seen.len() > 1, "the draws name several groups");
         }
-        assert!(seen.len() > 1, "the draws name several groups");
     }
 }

@@ -394,9 +394,8 @@ fn grouped_loss(
 ) -> (Tensor<1>, f64) {
     let (x, z, y) = pairs.batch(
         sources_per_batch(batch_size, weak.draws),
-        weak.draws,
+        weak,
         t.noise_channels(),
-        weak.noise_std,
         rng,
         device,
     );
