@@ -70,15 +70,14 @@ fn kept_style_groups(run: &Path, config: &TrainConfig) -> Result<Option<usize>, 
     if config.weak.as_ref().is_none_or(|weak| weak.groups == 0) {
         return Ok(None);
     }
-    let path = run.join(crate::training::run::WARM_START_FILE);
+    let path = run.join(crate::training::warm_start::REPORT_FILE);
     let failed = |message: String| ExportError::StyleGroups {
         path: path.clone(),
         message,
     };
-    let bytes = std::fs::read(&path).map_err(|e| failed(format!("cannot read it ({e})")))?;
-    let report: crate::training::warm_start::WarmStartReport = serde_json::from_slice(&bytes)
-        .map_err(|e| failed(format!("not a warm-start report ({e})")))?;
-    let groups = report
+    let groups = crate::training::warm_start::read_report(run)
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed("it is missing".into()))?
         .style_groups
         .ok_or_else(|| failed("it has no style_groups record".into()))?
         .groups;

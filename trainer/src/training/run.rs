@@ -15,7 +15,9 @@ use super::selection::{
 };
 use super::steps::{anchored_t_step, f_step, fixed_on, score, t_step};
 use super::style_groups::grouped_ot_pairs;
-use super::warm_start::{AnchorPairs, ot_pairs, potential_warm_up, sources_per_batch, warm_start};
+use super::warm_start::{
+    AnchorPairs, ot_pairs, potential_warm_up, sources_per_batch, warm_start, write_report,
+};
 use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
 use crate::digits::{ClassDigits, DigitsError};
@@ -152,7 +154,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 }
 
 /// What the warm start did (pairs, their OT cost, the final regression loss, seconds).
-pub const WARM_START_FILE: &str = "warm_start.json";
+pub const WARM_START_FILE: &str = super::warm_start::REPORT_FILE;
 
 pub fn config_path(run: &Path) -> PathBuf {
     run.join("config.json")
@@ -442,8 +444,7 @@ pub fn train_on(
         }
         report.seconds = started_run.elapsed().as_secs_f64();
         let path = run.join(WARM_START_FILE);
-        let json = serde_json::to_string_pretty(&report).expect("report serializes");
-        write_atomic(&path, json.as_bytes()).map_err(io(&path))?;
+        write_report(run, &report).map_err(io(&path))?;
         // A checkpoint at step 0, so a crash during NOT resumes after the warm start.
         save_checkpoint(run, &state)?;
         bar.set_length(config.steps);

@@ -11,6 +11,7 @@ use super::losses::{PotentialObjective, draw_spread, repeat_draws};
 use super::replicas::{Replicas, ShareLoss};
 use super::sampler::noise_batch;
 use super::style_groups::{GroupCandidate, GroupedPairs, grouped_ot_pairs};
+use crate::atomic_file::write_atomic;
 use crate::digits::{ClassDigits, grids_tensor};
 use crate::stack::Stack;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -24,6 +25,7 @@ use ot3d_models::voxel::{Coloring, DigitColor, GRID_LEN, VoxelConfig, VoxelError
 use ot3d_models::weak_plan::{sample_support, weak_transport_plan};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 
 /// Pairs of (source, target) digits, flattened one after another.
 pub struct Pairs {
@@ -318,6 +320,45 @@ pub struct WarmStartReport {
     #[serde(default)]
     pub potential_losses: Vec<f64>,
     pub seconds: f64,
+}
+
+/// The name of a run's warm-start report, beside its checkpoints.
+pub const REPORT_FILE: &str = "warm_start.json";
+
+/// A run's `warm_start.json` that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path} is not a warm-start report ({error}); train the run again to rewrite it")]
+    Parse {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+}
+
+/// Saves what the warm start did in the run directory (atomically: a crash leaves the old
+/// report or the new one, never half of one).
+pub fn write_report(run: &Path, report: &WarmStartReport) -> std::io::Result<()> {
+    let json = serde_json::to_string_pretty(report).expect("report serializes");
+    write_atomic(&run.join(REPORT_FILE), json.as_bytes())
+}
+
+/// A run's warm-start report, `None` when the run had no warm start (no file); the one
+/// reader for export (style groups kept) and `ot3d figure losses` (the regression curve).
+pub fn read_report(run: &Path) -> Result<Option<WarmStartReport>, ReportError> {
+    let path = run.join(REPORT_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(ReportError::Read { path, error }),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|error| ReportError::Parse { path, error })
 }
 
 /// The discrete weak-OT plan of a stochastic map's warm start, and how far T's draws
@@ -701,4 +742,50 @@ pub fn potential_warm_up(
         bar.set_position(step);
     }
     Ok((f, optimizer, losses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> WarmStartReport {
+        WarmStartReport {
+            pairs: 8,
+            pair_ot_cost: 0.25,
+            pair_random_cost: 0.5,
+            targets_per_block: 2,
+            weak_plan: None,
+            style_groups: None,
+            final_regression_loss: 0.125,
+            regression_losses: vec![0.5, 0.25],
+            potential_losses: vec![-1.0],
+            seconds: 3.0,
+        }
+    }
+
+    #[test]
+    fn report_round_trips_and_absence_is_none() {
+        let run = tempfile::tempdir().unwrap();
+        assert!(read_report(run.path()).unwrap().is_none());
+        write_report(run.path(), &report()).unwrap();
+        assert_eq!(read_report(run.path()).unwrap(), Some(report()));
+    }
+
+    #[test]
+    fn corrupt_or_unreadable_report_is_refused_with_its_path() {
+        let run = tempfile::tempdir().unwrap();
+        std::fs::write(run.path().join(REPORT_FILE), b"{\"pairs\": ").unwrap();
+        let error = read_report(run.path()).unwrap_err();
+        assert!(matches!(error, ReportError::Parse { .. }), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("warm_start.json is not a warm-start report")
+        );
+        std::fs::remove_file(run.path().join(REPORT_FILE)).unwrap();
+        // A directory where the file should be cannot be read as one.
+        std::fs::create_dir(run.path().join(REPORT_FILE)).unwrap();
+        let error = read_report(run.path()).unwrap_err();
+        assert!(matches!(error, ReportError::Read { .. }), "{error}");
+    }
 }
