@@ -527,17 +527,9 @@ fn run_records(
             run.display()
         )
     })?;
-    let warm_path = run.join(ot3d_trainer::training::run::WARM_START_FILE);
-    let warm = match std::fs::read(&warm_path) {
-        Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "{} is not a warm-start report; delete it to plot only the NOT steps",
-                warm_path.display()
-            )
-        })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", warm_path.display())),
-    };
+    let warm = ot3d_trainer::training::warm_start::read_report(run).context(
+        "delete the warm-start report to plot only the NOT steps, or train the run again",
+    )?;
     if log.is_empty() && warm.is_none() {
         anyhow::bail!("{}/log.jsonl has no steps yet: train first", run.display());
     }
@@ -571,18 +563,19 @@ fn read_eval(path: &std::path::Path) -> Result<ot3d_trainer::eval::evaluate::Eva
 }
 
 fn report_command(args: &ReportArgs) -> Result<()> {
-    let report = read_eval(&args.eval)?;
-    let others = args
+    let spec = args.spec()?;
+    let report = read_eval(&spec.eval)?;
+    let others = spec
         .compare
         .iter()
         .map(|path| read_eval(path))
         .collect::<Result<Vec<_>>>()?;
     let device = device(Backend::Cpu).map_err(anyhow::Error::msg)?;
     let (_, classifier) =
-        ot3d_trainer::eval::classifier_train::load_classifier(&args.classifier, &device)?;
+        ot3d_trainer::eval::classifier_train::load_classifier(&spec.classifier, &device)?;
     let mut markdown =
-        ot3d_trainer::eval::report::results_markdown(&report, &classifier, &args.figure);
-    if let Some(path) = &args.gaussian {
+        ot3d_trainer::eval::report::results_markdown(&report, &classifier, &spec.figures);
+    if let Some(path) = &spec.gaussian {
         let entries: Vec<ot3d_trainer::gaussian::report::GaussianEntry> = read_record(
             path,
             "ot3d bench gaussian --json",
@@ -591,26 +584,26 @@ fn report_command(args: &ReportArgs) -> Result<()> {
         markdown.push('\n');
         markdown.push_str(&ot3d_trainer::gaussian::report::markdown(
             &entries,
-            args.gaussian_figure.as_deref(),
+            spec.gaussian_figure.as_deref(),
         ));
     }
     if !others.is_empty() {
         markdown.push('\n');
         markdown.push_str(&ot3d_trainer::eval::report::comparison_markdown(
             &others,
-            &args.compare_figure,
+            &spec.compare_figures,
         ));
     }
     type Section = fn(&[ot3d_trainer::eval::evaluate::EvalReport], &[String]) -> String;
     let series: [(&[std::path::PathBuf], &[String], Section); 2] = [
         (
-            &args.weight_series,
-            &args.weight_series_figure,
+            &spec.weight_series,
+            &spec.weight_series_figures,
             ot3d_trainer::eval::report::weight_series_markdown,
         ),
         (
-            &args.gamma_series,
-            &args.gamma_series_figure,
+            &spec.gamma_series,
+            &spec.gamma_series_figures,
             ot3d_trainer::eval::report::gamma_series_markdown,
         ),
     ];
@@ -624,9 +617,9 @@ fn report_command(args: &ReportArgs) -> Result<()> {
             markdown.push_str(&section(&reports, figures));
         }
     }
-    ot3d_trainer::atomic_file::write_atomic(&args.out, markdown.as_bytes())
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!("wrote {}", args.out.display());
+    ot3d_trainer::atomic_file::write_atomic(&spec.out, markdown.as_bytes())
+        .with_context(|| format!("cannot write {}", spec.out.display()))?;
+    println!("wrote {}", spec.out.display());
     Ok(())
 }
 

@@ -383,6 +383,28 @@ fn figures_and_report_from_the_command_line() {
     ]);
     assert!(ok && text.contains("FID-3D"), "{text}");
     let results = work.path().join("docs").join("results.md");
+    // Figures are checked beside the page: a missing one is refused, not linked broken.
+    let report_flags = |out: &Path| {
+        vec![
+            "report".to_string(),
+            "--eval".into(),
+            path(&eval_json),
+            "--classifier".into(),
+            path(&classifier),
+            "--out".into(),
+            path(out),
+            "--figure".into(),
+            "map.png".into(),
+        ]
+    };
+    let flags = report_flags(&results);
+    let (ok, text) = ot3d(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        !ok && text.contains("figure map.png is not at") && text.contains("draw it first"),
+        "{text}"
+    );
+    std::fs::create_dir_all(results.parent().unwrap()).unwrap();
+    std::fs::copy(&drawn, results.with_file_name("map.png")).unwrap();
     let (ok, text) = ot3d(&[
         "report",
         "--eval",
@@ -421,6 +443,30 @@ fn figures_and_report_from_the_command_line() {
         markdown.contains("## Weak OT: γ and several 5s for one 3"),
         "{markdown}"
     );
+    // The same page from a spec beside it (paths relative to the spec).
+    let spec = results.with_file_name("report.json");
+    let spec_json = serde_json::json!({
+        "eval": "../eval.json",
+        "classifier": path(&classifier),
+        "out": "from-spec.md",
+        "figures": ["map.png"],
+        "compare": ["../eval.json"],
+        "weight_series": ["../eval.json"],
+        "gamma_series": ["../eval.json"],
+    });
+    std::fs::write(&spec, spec_json.to_string()).unwrap();
+    let (ok, text) = ot3d(&["report", "--spec", &path(&spec)]);
+    assert!(ok, "{text}");
+    let from_spec = std::fs::read_to_string(results.with_file_name("from-spec.md")).unwrap();
+    assert_eq!(
+        from_spec, markdown,
+        "the spec and the flags make the same page"
+    );
+    let (ok, text) = ot3d(&["report", "--spec", &path(&spec), "--eval", "x.json"]);
+    assert!(!ok && text.contains("cannot be used with"), "{text}");
+    let (ok, text) = ot3d(&["report"]);
+    assert!(!ok && text.contains("--eval"), "{text}");
+
     let (ok, text) = ot3d(&[
         "report",
         "--eval",

@@ -6,3 +6,4 @@ pub mod evaluate;
 pub mod figures;
 pub mod metrics;
 pub mod report;
+pub mod report_spec;
