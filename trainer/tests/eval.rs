@@ -384,21 +384,17 @@ fn figures_and_report_from_the_command_line() {
     assert!(ok && text.contains("FID-3D"), "{text}");
     let results = work.path().join("docs").join("results.md");
     // Figures are checked beside the page: a missing one is refused, not linked broken.
-    let report_flags = |out: &Path| {
-        vec![
-            "report".to_string(),
-            "--eval".into(),
-            path(&eval_json),
-            "--classifier".into(),
-            path(&classifier),
-            "--out".into(),
-            path(out),
-            "--figure".into(),
-            "map.png".into(),
-        ]
-    };
-    let flags = report_flags(&results);
-    let (ok, text) = ot3d(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, text) = ot3d(&[
+        "report",
+        "--eval",
+        &path(&eval_json),
+        "--classifier",
+        &path(&classifier),
+        "--out",
+        &path(&results),
+        "--figure",
+        "map.png",
+    ]);
     assert!(
         !ok && text.contains("figure map.png is not at") && text.contains("draw it first"),
         "{text}"

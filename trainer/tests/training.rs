@@ -451,7 +451,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
     use ot3d_trainer::digits::ClassDigits;
     use ot3d_trainer::eval::metrics::dominant_color;
     use ot3d_trainer::training::config::WarmStart;
-    use ot3d_trainer::training::run::WARM_START_FILE;
+    use ot3d_trainer::training::warm_start::REPORT_FILE;
     use ot3d_trainer::training::warm_start::ot_pairs;
 
     let Some(mut config) = tiny(2) else { return };
@@ -514,7 +514,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         Finish::Completed { step: 2 }
     );
     let report: serde_json::Value =
-        serde_json::from_slice(&read(dir.path().join(WARM_START_FILE))).unwrap();
+        serde_json::from_slice(&read(dir.path().join(REPORT_FILE))).unwrap();
     assert_eq!(report["pairs"], 16);
     assert!(
         report["final_regression_loss"]
@@ -527,7 +527,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
     let f_losses = report["potential_losses"].as_array().unwrap();
     assert_eq!(f_losses.len(), 2);
     assert!(f_losses.iter().all(|v| v.as_f64().unwrap().is_finite()));
-    assert!(!plain.path().join(WARM_START_FILE).exists());
+    assert!(!plain.path().join(REPORT_FILE).exists());
     assert_eq!(read_log(dir.path()).unwrap().len(), 2);
 
     // Transfer learning: the warm start regresses the transferred T onto the OT pairs.
@@ -539,7 +539,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
     )
     .unwrap();
     let report: serde_json::Value =
-        serde_json::from_slice(&read(transferred.path().join(WARM_START_FILE))).unwrap();
+        serde_json::from_slice(&read(transferred.path().join(REPORT_FILE))).unwrap();
     assert_eq!(report["regression_losses"].as_array().unwrap().len(), 3);
     assert_eq!(read_log(transferred.path()).unwrap().len(), 2);
 
@@ -572,7 +572,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
         let dir = tempfile::tempdir().unwrap();
         run(&cycled(cycles), dir.path(), Start::New).unwrap();
         let report: serde_json::Value =
-            serde_json::from_slice(&read(dir.path().join(WARM_START_FILE))).unwrap();
+            serde_json::from_slice(&read(dir.path().join(REPORT_FILE))).unwrap();
         report["regression_losses"]
             .as_array()
             .unwrap()
@@ -587,7 +587,7 @@ fn warm_start_pairs_by_exact_ot_then_regresses_t_before_not() {
     at_two.warm_start.as_mut().unwrap().restart_after = vec![2];
     run(&at_two, dir.path(), Start::New).unwrap();
     let report: serde_json::Value =
-        serde_json::from_slice(&read(dir.path().join(WARM_START_FILE))).unwrap();
+        serde_json::from_slice(&read(dir.path().join(REPORT_FILE))).unwrap();
     let restarted: Vec<f64> = report["regression_losses"]
         .as_array()
         .unwrap()
@@ -751,7 +751,7 @@ fn incomplete_transport_pairs_with_nearer_targets_and_trains_with_w() {
     use ot3d_trainer::digits::ClassDigits;
     use ot3d_trainer::export::{PrecisionChoice, export};
     use ot3d_trainer::training::config::WarmStart;
-    use ot3d_trainer::training::run::WARM_START_FILE;
+    use ot3d_trainer::training::warm_start::REPORT_FILE;
     use ot3d_trainer::training::warm_start::{ot_pairs, targets_per_block};
 
     let Some(config) = tiny(2) else { return };
@@ -806,8 +806,7 @@ fn incomplete_transport_pairs_with_nearer_targets_and_trains_with_w() {
         Finish::Completed { step: 2 }
     );
     assert_eq!(read_config(&dir).unwrap().target_weight, 2.0);
-    let report: serde_json::Value =
-        serde_json::from_slice(&read(dir.join(WARM_START_FILE))).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&read(dir.join(REPORT_FILE))).unwrap();
     assert_eq!(report["targets_per_block"], 8);
     // The constrained potential scores everything ≤ 0, so L_f = mean f(T(x)) − 2 mean f(y)
     // stays finite and every logged loss is a number.
@@ -926,8 +925,7 @@ fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
     use ot3d_trainer::digits::ClassDigits;
     use ot3d_trainer::export::{PrecisionChoice, export};
     use ot3d_trainer::mapping::{MapRequest, load_model_dir, map_digits, map_draws, split_pairs};
-    use ot3d_trainer::training::run::WARM_START_FILE;
-    use ot3d_trainer::training::warm_start::{WarmStartReport, weak_ot_pairs};
+    use ot3d_trainer::training::warm_start::{read_report, weak_ot_pairs};
 
     let Some(config) = tiny(1) else { return };
     let device = Device::flex();
@@ -990,15 +988,13 @@ fn a_stochastic_warm_start_fits_the_discrete_weak_plan() {
     let work = tempfile::tempdir().unwrap();
     let path = |name: &str| work.path().join(name);
     run(&strong, &path("strong"), Start::New).unwrap();
-    let strong_report: WarmStartReport =
-        serde_json::from_slice(&read(path("strong").join(WARM_START_FILE))).unwrap();
+    let strong_report = read_report(&path("strong")).unwrap().unwrap();
     assert_eq!(strong_report.weak_plan, None);
     assert_eq!(
         run(&weak, &path("weak"), Start::InitFrom(path("strong"))).unwrap(),
         Finish::Completed { step: 1 }
     );
-    let report: WarmStartReport =
-        serde_json::from_slice(&read(path("weak").join(WARM_START_FILE))).unwrap();
+    let report = read_report(&path("weak")).unwrap().unwrap();
     let plan = report.weak_plan.expect("a weak plan in the report");
     assert_eq!((plan.gamma, plan.draws), (1.0, 2));
     assert!(plan.mean_support >= 1.0 && plan.gap < 1e-3, "{plan:?}");
@@ -1045,9 +1041,8 @@ fn style_groups_pair_each_source_with_one_target_per_group_and_train_anchored() 
     use ot3d_models::voxel::{GRID_LEN, VoxelConfig};
     use ot3d_trainer::digits::ClassDigits;
     use ot3d_trainer::training::config::WarmStart;
-    use ot3d_trainer::training::run::WARM_START_FILE;
     use ot3d_trainer::training::style_groups::grouped_ot_pairs;
-    use ot3d_trainer::training::warm_start::WarmStartReport;
+    use ot3d_trainer::training::warm_start::{REPORT_FILE, read_report};
 
     let Some(mut config) = tiny(4) else { return };
     let device = Device::flex();
@@ -1135,8 +1130,7 @@ fn style_groups_pair_each_source_with_one_target_per_group_and_train_anchored() 
     });
     let dir = tempfile::tempdir().unwrap();
     run(&config, dir.path(), Start::New).unwrap();
-    let report: WarmStartReport =
-        serde_json::from_slice(&read(dir.path().join(WARM_START_FILE))).unwrap();
+    let report = read_report(dir.path()).unwrap().unwrap();
     assert_eq!(report.weak_plan, None);
     let groups = report.style_groups.expect("the style groups in the report");
     assert_eq!((groups.max_groups, groups.gamma, groups.draws), (4, 0.5, 2));
@@ -1188,12 +1182,12 @@ fn style_groups_pair_each_source_with_one_target_per_group_and_train_anchored() 
             (manifest.weak_gamma, manifest.weak_groups),
             (Some(0.5), Some(groups.groups))
         );
-        std::fs::remove_file(dir.path().join(WARM_START_FILE)).unwrap();
+        std::fs::remove_file(dir.path().join(REPORT_FILE)).unwrap();
         let err = export(dir.path(), &dir.path().join("map2"), f32_only, &device)
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains(WARM_START_FILE) && err.contains("--weak-groups"),
+            err.contains(REPORT_FILE) && err.contains("--weak-groups"),
             "{err}"
         );
     }
@@ -1421,7 +1415,7 @@ fn a_weight_averaged_warm_start_continues_from_the_average() {
 
 #[test]
 fn the_drift_penalty_reaches_every_f_step_and_resumes_exactly() {
-    use ot3d_trainer::training::run::WARM_START_FILE;
+    use ot3d_trainer::training::warm_start::REPORT_FILE;
     let Some(plain) = tiny(4) else { return };
     let warmed = TrainConfig {
         warm_start: Some(ot3d_trainer::training::config::WarmStart {
@@ -1432,7 +1426,7 @@ fn the_drift_penalty_reaches_every_f_step_and_resumes_exactly() {
     };
     let potential_losses = |dir: &Path| -> Vec<f64> {
         let report: serde_json::Value =
-            serde_json::from_slice(&read(dir.join(WARM_START_FILE))).unwrap();
+            serde_json::from_slice(&read(dir.join(REPORT_FILE))).unwrap();
         serde_json::from_value(report["potential_losses"].clone()).unwrap()
     };
     for config in [&plain, &warmed] {

@@ -16,7 +16,8 @@ use super::selection::{
 use super::steps::{anchored_t_step, f_step, fixed_on, score, t_step};
 use super::style_groups::grouped_ot_pairs;
 use super::warm_start::{
-    AnchorPairs, ot_pairs, potential_warm_up, sources_per_batch, warm_start, write_report,
+    AnchorPairs, REPORT_FILE, ot_pairs, potential_warm_up, sources_per_batch, warm_start,
+    write_report,
 };
 use crate::atomic_file::write_atomic;
 use crate::device::with_seed;
@@ -152,9 +153,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
         error,
     }
 }
-
-/// What the warm start did (pairs, their OT cost, the final regression loss, seconds).
-pub const WARM_START_FILE: &str = super::warm_start::REPORT_FILE;
 
 pub fn config_path(run: &Path) -> PathBuf {
     run.join("config.json")
@@ -443,7 +441,7 @@ pub fn train_on(
             report.potential_losses = losses;
         }
         report.seconds = started_run.elapsed().as_secs_f64();
-        let path = run.join(WARM_START_FILE);
+        let path = run.join(REPORT_FILE);
         write_report(run, &report).map_err(io(&path))?;
         // A checkpoint at step 0, so a crash during NOT resumes after the warm start.
         save_checkpoint(run, &state)?;
