@@ -54,6 +54,9 @@ pub enum BenchCommand {
     Steps(BenchStepsArgs),
     /// The device's f32 matrix-multiply rate (the GEMM the CPU backend's convolutions use).
     Sgemm(BenchSgemmArgs),
+    /// One 3×3×3 stride-1 convolution on the CPU kernels: forward, input gradient and weight
+    /// gradient, each by the direct kernel and by im2col + GEMM, in ms and GFLOP/s.
+    Conv(BenchConvArgs),
     /// Known-answer OT benchmark: NOT with MLPs between two Gaussians in R^d, whose OT map is
     /// linear and known; prints L2-UV (%) per dimension.
     Gaussian(BenchGaussianArgs),
@@ -129,9 +132,9 @@ pub struct BenchStepsArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
-    /// The convolution: ot3d's im2col + GEMM kernels on the CPU and burn's conv3d on GPUs (what
-    /// training uses), burn's conv3d everywhere, or im2col + one matmul in burn's tensor ops
-    /// everywhere (for A/B figures).
+    /// The convolution: ot3d's CPU kernels and burn's conv3d on GPUs (what training uses),
+    /// ot3d's kernels without the direct and dense ones, burn's conv3d everywhere, or im2col +
+    /// one matmul in burn's tensor ops everywhere (for A/B figures).
     #[arg(long, value_enum, default_value = "gemm")]
     pub conv: ConvArg,
 }
@@ -139,8 +142,12 @@ pub struct BenchStepsArgs {
 /// Which 3D convolution runs on the CPU backend.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ConvArg {
-    /// im2col + GEMM forward and backward, fused leaky ReLU (ot3d's backend extensions).
+    /// ot3d's backend extensions: stride-1 convs by a direct SIMD kernel, 2³ volumes as one
+    /// dense product, the rest im2col + GEMM, fused leaky ReLU.
     Gemm,
+    /// The same without the direct and dense kernels: every conv im2col + GEMM (for A/B
+    /// figures).
+    GemmIm2col,
     /// burn 0.22's Flex conv3d and leaky ReLU with their default backward.
     Burn,
     /// im2col (k³ strided views stacked) and one batched matmul, in burn's tensor ops, so
@@ -152,6 +159,7 @@ impl ConvArg {
     pub fn name(self) -> &'static str {
         match self {
             ConvArg::Gemm => "gemm",
+            ConvArg::GemmIm2col => "gemm-im2col",
             ConvArg::Burn => "burn",
             ConvArg::Im2col => "im2col",
         }
@@ -160,7 +168,7 @@ impl ConvArg {
     pub fn route(self) -> ot3d_models::nets::ConvRoute {
         use ot3d_models::nets::ConvRoute;
         match self {
-            ConvArg::Gemm => ConvRoute::Gemm,
+            ConvArg::Gemm | ConvArg::GemmIm2col => ConvRoute::Gemm,
             ConvArg::Burn => ConvRoute::Burn,
             ConvArg::Im2col => ConvRoute::Im2col,
         }
@@ -178,6 +186,25 @@ pub struct BenchSgemmArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendArg,
+}
+
+#[derive(Args)]
+pub struct BenchConvArgs {
+    /// Samples per batch.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub batch: u16,
+    /// Input channels.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub channels_in: u16,
+    /// Output channels.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub channels_out: u16,
+    /// Side of the cubic volume (the networks run 16, 8, 4 and 2).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub size: u16,
+    /// Timed runs of each kernel (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub reps: u16,
 }
 
 #[derive(Subcommand)]

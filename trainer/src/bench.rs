@@ -10,6 +10,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::nets::flops::{f_step_flops, t_step_flops};
+use ot3d_models::nets::gemm_conv::kernels::{self, ConvGeometry, GridKernel, set_grid_kernel};
 use ot3d_models::nets::parameter_count;
 use ot3d_models::rng::SeedRng;
 use ot3d_models::stats::median;
@@ -167,6 +168,81 @@ pub fn measure_sgemm(size: usize, reps: usize, device: &Device) -> SgemmRow {
         gflops: flops / (median(&ms) / 1000.0) / 1e9,
         ms,
     }
+}
+
+/// One kernel of one convolution: its median time and rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvRow {
+    /// `direct` (the kernel this CPU runs) or `im2col-gemm`.
+    pub kernel: String,
+    /// `forward`, `input-gradient` or `weight-gradient`.
+    pub pass: String,
+    pub batch: usize,
+    pub channels_in: usize,
+    pub channels_out: usize,
+    pub size: usize,
+    pub ms: Vec<f64>,
+    pub median_ms: f64,
+    pub gflops: f64,
+}
+
+/// Times `geometry`'s forward and both gradients on the CPU kernels, by the direct kernel
+/// and by im2col + GEMM (interleaved, one warm-up each), on random values; every pass is
+/// 2·B·C_in·C_out·k³·voxels FLOPs.
+pub fn measure_conv(geometry: &ConvGeometry, reps: usize) -> Vec<ConvRow> {
+    let mut rng = SeedRng::new(3);
+    let mut values = |count: usize| -> Vec<f32> { (0..count).map(|_| rng.uniform_f32()).collect() };
+    let (x, weight, dy) = (
+        values(geometry.input_len()),
+        values(geometry.weight_len()),
+        values(geometry.output_len()),
+    );
+    let flops =
+        2.0 * geometry.weight_len() as f64 * (geometry.output_len() / geometry.channels_out) as f64;
+    let kernels = [
+        (GridKernel::Direct, "direct"),
+        (GridKernel::Gemm, "im2col-gemm"),
+    ];
+    let passes = ["forward", "input-gradient", "weight-gradient"];
+    let mut times = vec![Vec::new(); kernels.len() * passes.len()];
+    for rep in 0..=reps {
+        for (k, (kernel, _)) in kernels.iter().enumerate() {
+            set_grid_kernel(*kernel);
+            for (p, pass) in passes.iter().enumerate() {
+                let started = Instant::now();
+                match *pass {
+                    "forward" => drop(kernels::forward(geometry, &x, &weight)),
+                    "input-gradient" => {
+                        drop(kernels::backward(geometry, &x, &weight, &dy, true, false))
+                    }
+                    _ => drop(kernels::backward(geometry, &x, &weight, &dy, false, true)),
+                }
+                if rep > 0 {
+                    times[k * passes.len() + p].push(started.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+    }
+    set_grid_kernel(GridKernel::Direct);
+    let mut rows = Vec::new();
+    for (k, (_, name)) in kernels.iter().enumerate() {
+        for (p, pass) in passes.iter().enumerate() {
+            let ms = times[k * passes.len() + p].clone();
+            let median_ms = median(&ms);
+            rows.push(ConvRow {
+                kernel: name.to_string(),
+                pass: pass.to_string(),
+                batch: geometry.batch,
+                channels_in: geometry.channels_in,
+                channels_out: geometry.channels_out,
+                size: geometry.size[0],
+                ms,
+                median_ms,
+                gflops: flops / (median_ms / 1000.0) / 1e9,
+            });
+        }
+    }
+    rows
 }
 
 #[cfg(test)]

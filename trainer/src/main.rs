@@ -5,10 +5,10 @@ mod args;
 
 use anyhow::{Context, Result, anyhow};
 use args::{
-    BackendArg, BenchCommand, BenchGaussianArgs, BenchSgemmArgs, BenchStepsArgs, ClassifierCommand,
-    ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command, ConvArg, DataCommand, EvalArgs,
-    ExportArgs, ExportDigitsArgs, FigureCommand, FigureCompareArgs, FigureLossesArgs,
-    FigureMapArgs, MapArgs, PrecisionArg, PreviewArgs, ReportArgs, TrainArgs,
+    BackendArg, BenchCommand, BenchConvArgs, BenchGaussianArgs, BenchSgemmArgs, BenchStepsArgs,
+    ClassifierCommand, ClassifierFlavorArg, ClassifierTrainArgs, Cli, Command, ConvArg,
+    DataCommand, EvalArgs, ExportArgs, ExportDigitsArgs, FigureCommand, FigureCompareArgs,
+    FigureLossesArgs, FigureMapArgs, MapArgs, PrecisionArg, PreviewArgs, ReportArgs, TrainArgs,
 };
 use clap::Parser;
 use ot3d_models::digit_pack::DigitPack;
@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         Command::Figure(FigureCommand::Compare(args)) => figure_compare(&args),
         Command::Bench(BenchCommand::Steps(args)) => bench_steps(&args),
         Command::Bench(BenchCommand::Sgemm(args)) => bench_sgemm(&args),
+        Command::Bench(BenchCommand::Conv(args)) => bench_conv(&args),
         Command::Bench(BenchCommand::Gaussian(args)) => bench_gaussian(&args),
     };
     // User errors print as one readable chain ("error: what: why"), never as a backtrace.
@@ -644,6 +645,10 @@ fn bench_steps(args: &BenchStepsArgs) -> Result<()> {
         reps: args.reps as usize,
     };
     ot3d_models::nets::set_conv_route(args.conv.route());
+    if args.conv == ConvArg::GemmIm2col {
+        use ot3d_models::nets::gemm_conv::kernels::{GridKernel, set_grid_kernel};
+        set_grid_kernel(GridKernel::Gemm);
+    }
     let label = match backend {
         Backend::Cpu => format!("cpu, {} conv", args.conv.name()),
         _ if args.conv == ConvArg::Im2col => format!("{}, im2col conv", backend.name()),
@@ -651,6 +656,22 @@ fn bench_steps(args: &BenchStepsArgs) -> Result<()> {
     };
     let row = ot3d_trainer::bench::measure_steps(&request, &device, &label);
     println!("{}", serde_json::to_string(&row)?);
+    Ok(())
+}
+
+fn bench_conv(args: &BenchConvArgs) -> Result<()> {
+    let geometry = ot3d_models::nets::gemm_conv::kernels::ConvGeometry {
+        batch: args.batch as usize,
+        channels_in: args.channels_in as usize,
+        channels_out: args.channels_out as usize,
+        size: [args.size as usize; 3],
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    for row in ot3d_trainer::bench::measure_conv(&geometry, args.reps as usize) {
+        println!("{}", serde_json::to_string(&row)?);
+    }
     Ok(())
 }
 

@@ -793,6 +793,7 @@ fn export_digits_writes_the_page_gallery_of_test_digits() {
 fn bench_steps_times_each_convolution_route() {
     for (conv, framework) in [
         ("gemm", "cpu, gemm conv"),
+        ("gemm-im2col", "cpu, gemm-im2col conv"),
         ("burn", "cpu, burn conv"),
         ("im2col", "cpu, im2col conv"),
     ] {
@@ -810,6 +811,58 @@ fn bench_steps_times_each_convolution_route() {
         );
         assert!(row["t_step_median_ms"].as_f64().unwrap() > 0.0, "{row}");
     }
+}
+
+/// `ot3d bench conv` times forward, input gradient and weight gradient of one convolution by
+/// both kernel sets, and refuses a volume of no voxels.
+#[test]
+fn bench_conv_times_each_pass_by_each_kernel() {
+    let out = ot3d(&[
+        "bench",
+        "conv",
+        "--batch",
+        "2",
+        "--channels-in",
+        "3",
+        "--channels-out",
+        "5",
+        "--size",
+        "8",
+        "--reps",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut seen: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r["ms"].as_array().unwrap().len(), 2, "{r}");
+            assert!(r["gflops"].as_f64().unwrap() > 0.0, "{r}");
+            assert_eq!(
+                (r["channels_in"].as_u64(), r["size"].as_u64()),
+                (Some(3), Some(8))
+            );
+            (
+                r["kernel"].as_str().unwrap().into(),
+                r["pass"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut want = Vec::new();
+    for kernel in ["direct", "im2col-gemm"] {
+        for pass in ["forward", "input-gradient", "weight-gradient"] {
+            want.push((kernel.to_string(), pass.to_string()));
+        }
+    }
+    want.sort();
+    assert_eq!(seen, want);
+    let empty = ot3d(&["bench", "conv", "--size", "0"]);
+    assert!(!empty.status.success());
+    assert!(stderr(&empty).contains("--size"), "{}", stderr(&empty));
 }
 
 #[test]

@@ -50,7 +50,8 @@ pub struct BenchOptions {
     pub backend: String,
     /// Skip the PyTorch reference (no venv, no download).
     pub no_torch: bool,
-    /// The trainer's CPU convolution: "gemm" (its own kernels) or "burn".
+    /// The trainer's CPU convolution: "gemm" (its own kernels), "gemm-im2col" (those before
+    /// the direct and dense ones), "burn" or "im2col".
     pub conv: String,
     /// Untimed steps of each kind before the timed ones (GPUs compile and tune kernels then).
     pub warmup: usize,

@@ -36,9 +36,10 @@ enum Command {
         /// Skip the PyTorch reference (no virtualenv, no download).
         #[arg(long)]
         no_torch: bool,
-        /// The trainer's convolution: its CPU im2col + GEMM kernels, burn's conv3d (before), or
+        /// The trainer's convolution: its CPU kernels (direct, dense and im2col + GEMM), those
+        /// without the direct and dense ones (gemm-im2col), burn's conv3d (before), or
         /// im2col + matmul in burn's tensor ops (any device).
-        #[arg(long, default_value = "gemm", value_parser = ["gemm", "burn", "im2col"])]
+        #[arg(long, default_value = "gemm", value_parser = ["gemm", "gemm-im2col", "burn", "im2col"])]
         conv: String,
         /// Untimed steps of each kind first (GPUs compile and tune their kernels then).
         #[arg(long, default_value_t = 1)]

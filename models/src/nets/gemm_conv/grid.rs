@@ -4,6 +4,7 @@
 //! bounds-checked segment per output line. The GEMMs also cover the padding's positions
 //! (~27% more columns at 16³), whose results are dropped.
 
+use super::direct::{self, Isa};
 use super::kernels::{ConvGeometry, Operand, gemm_into};
 
 /// The padded input `[C_in, D+2p, H+2p, W+2p]` and the output positions on it: output
@@ -146,6 +147,38 @@ fn im2col(
     }
 }
 
+/// One sample's output `y: [C_out, OD·OH·OW]` by the direct kernel, from
+/// [`direct::pack_weights`]' `packed`: the input padded once, then read in place.
+pub fn forward_sample_direct(
+    isa: Isa,
+    g: &ConvGeometry,
+    x: &[f32],
+    packed: &[f32],
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let grid = Grid::new(g);
+    let padded = sized(&mut scratch.padded, g.channels_in * grid.volume());
+    pad_into(g, &grid, x, padded);
+    direct::forward_sample(isa, g, padded, packed, y);
+}
+
+/// Adds one sample's weight gradient into `dw_t` (∂W transposed, `[C_in·k³ × C_out]`) by
+/// the direct kernel: the input padded once, then read in place.
+pub fn weight_gradient_sample_direct(
+    isa: Isa,
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw_t: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let grid = Grid::new(g);
+    let padded = sized(&mut scratch.padded, g.channels_in * grid.volume());
+    pad_into(g, &grid, x, padded);
+    direct::weight_gradient_sample(isa, g, padded, dy, dw_t);
+}
+
 /// One sample's output `y: [C_out, OD·OH·OW]` from `weight: [C_out, C_in·k³]`.
 pub fn forward_sample(
     g: &ConvGeometry,
@@ -185,8 +218,7 @@ pub fn forward_sample(
 }
 
 /// One sample's gradients: adds `im2col · dyᵀ` into `dw_t` (∂W transposed, `[C_in·k³ × C_out]`)
-/// when given, writes `∂x` into `dx`
-/// when given.
+/// when given, writes `∂x` into `dx` when given.
 pub fn backward_sample(
     g: &ConvGeometry,
     x: &[f32],

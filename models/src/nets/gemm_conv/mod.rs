@@ -1,9 +1,12 @@
-//! The networks' 3D convolutions on burn's CPU backend (Flex) as a backend extension whose
-//! forward and both gradients are im2col + GEMM ([`kernels`]); burn 0.22's own Flex conv3d
-//! runs its weight gradient as a convolution with a 16³ "kernel", the slowest part of a step.
-//! Other devices and dtypes keep burn's `Conv3d::forward`. The leaky ReLU between them is
-//! fused the same way ([`leaky_relu()`]).
+//! The networks' 3D convolutions on burn's CPU backend (Flex) as a backend extension with its
+//! own forward and both gradients ([`kernels`]): stride-1 convs by a direct SIMD kernel
+//! ([`direct`]), 2³ volumes as one dense product ([`dense`]), the rest im2col + GEMM; burn
+//! 0.22's own Flex conv3d runs its weight gradient as a convolution with a 16³ "kernel", the
+//! slowest part of a step. Other devices and dtypes keep burn's `Conv3d::forward`. The leaky
+//! ReLU between them is fused the same way ([`leaky_relu()`]).
 
+mod dense;
+pub mod direct;
 mod grid;
 pub mod kernels;
 mod leaky_relu;
