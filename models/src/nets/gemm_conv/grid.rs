@@ -157,10 +157,7 @@ pub fn forward_sample_direct(
     y: &mut [f32],
     scratch: &mut Scratch,
 ) {
-    let grid = Grid::new(g);
-    let padded = sized(&mut scratch.padded, g.channels_in * grid.volume());
-    pad_into(g, &grid, x, padded);
-    direct::forward_sample(isa, g, padded, packed, y);
+    direct::forward_sample(isa, g, padded_sample(g, x, scratch), packed, y);
 }
 
 /// Adds one sample's weight gradient into `dw_t` (∂W transposed, `[C_in·k³ × C_out]`) by
@@ -173,10 +170,15 @@ pub fn weight_gradient_sample_direct(
     dw_t: &mut [f32],
     scratch: &mut Scratch,
 ) {
+    direct::weight_gradient_sample(isa, g, padded_sample(g, x, scratch), dy, dw_t);
+}
+
+/// One sample `x: [C_in, D, H, W]` zero-padded into the scratch's padded buffer.
+fn padded_sample<'a>(g: &ConvGeometry, x: &[f32], scratch: &'a mut Scratch) -> &'a [f32] {
     let grid = Grid::new(g);
     let padded = sized(&mut scratch.padded, g.channels_in * grid.volume());
     pad_into(g, &grid, x, padded);
-    direct::weight_gradient_sample(isa, g, padded, dy, dw_t);
+    padded
 }
 
 /// One sample's output `y: [C_out, OD·OH·OW]` from `weight: [C_out, C_in·k³]`.
