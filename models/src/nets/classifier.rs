@@ -77,7 +77,7 @@ impl DigitClassifier {
     pub fn features(&self, x: Tensor<5>) -> Tensor<2> {
         let mut h = x;
         for conv in &self.convs {
-            h = leaky_relu(super::conv3d(conv, h), SLOPE);
+            h = super::conv3d_leaky(conv, h, SLOPE);
         }
         let batch = h.dims()[0];
         leaky_relu(self.embed.forward(h.reshape([batch as i32, -1])), SLOPE)

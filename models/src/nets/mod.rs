@@ -70,6 +70,16 @@ pub(crate) fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
     }
 }
 
+/// `leaky_relu(conv3d(conv, x), slope)`: on the GEMM route one op with the bias and the
+/// activation fused into the convolution.
+pub(crate) fn conv3d_leaky(conv: &Conv3d, x: Tensor<5>, slope: f64) -> Tensor<5> {
+    #[cfg(feature = "gemm-conv")]
+    if gemm_conv::takes(conv, &x) {
+        return gemm_conv::conv3d_leaky(conv, x, slope);
+    }
+    leaky_relu(conv3d(conv, x), slope)
+}
+
 /// The one stride and symmetric padding of `conv` on every axis, if it has them (cubic kernel,
 /// no dilation, one group, explicit padding): the geometries ot3d's convolutions run.
 pub(crate) fn uniform_geometry(conv: &Conv3d) -> Option<(usize, usize)> {

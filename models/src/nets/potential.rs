@@ -2,9 +2,9 @@
 //! ResNet_D: no normalization layers, LeakyReLU(0.2), residual branches scaled by 0.1,
 //! Kaiming (fan-out) initialization, average pooling between stages.
 
-use super::conv3d;
 use super::leaky_relu;
 use super::resample::avg_pool2;
+use super::{conv3d, conv3d_leaky};
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
@@ -70,8 +70,8 @@ impl ResBlock {
     }
 
     fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let dx = conv3d(&self.conv_0, leaky_relu(x.clone(), SLOPE));
-        let dx = conv3d(&self.conv_1, leaky_relu(dx, SLOPE));
+        let dx = conv3d_leaky(&self.conv_0, leaky_relu(x.clone(), SLOPE), SLOPE);
+        let dx = conv3d(&self.conv_1, dx);
         let shortcut = match &self.shortcut {
             Some(s) => conv3d(s, x),
             None => x,

@@ -2,9 +2,8 @@
 //! with residual output `x + g(x)`; g's last layer starts at zero, so T starts as the
 //! identity (the cheapest map under the quadratic cost).
 
-use super::conv3d;
-use super::leaky_relu;
 use super::resample::upsample_nearest2;
+use super::{conv3d, conv3d_leaky};
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::PaddingConfig3d;
@@ -210,18 +209,15 @@ impl TransportMap {
         let mut skips = Vec::with_capacity(self.down.len());
         let mut h = input;
         for level in &self.down {
-            h = leaky_relu(conv3d(&level.conv_in, h), SLOPE);
-            h = leaky_relu(conv3d(&level.conv, h), SLOPE);
+            h = conv3d_leaky(&level.conv_in, h, SLOPE);
+            h = conv3d_leaky(&level.conv, h, SLOPE);
             skips.push(h.clone());
         }
         skips.pop(); // the deepest level's output is `h` itself
         for level in &self.up {
             let skip = skips.pop().expect("one skip per up level");
-            h = leaky_relu(conv3d(&level.conv_up, upsample_nearest2(h)), SLOPE);
-            h = leaky_relu(
-                conv3d(&level.conv_merge, Tensor::cat(vec![h, skip], 1)),
-                SLOPE,
-            );
+            h = conv3d_leaky(&level.conv_up, upsample_nearest2(h), SLOPE);
+            h = conv3d_leaky(&level.conv_merge, Tensor::cat(vec![h, skip], 1), SLOPE);
         }
         x + conv3d(&self.out, h)
     }

@@ -123,12 +123,60 @@ fn for_each_interior_line(
     }
 }
 
-/// Copies one sample `x: [C_in, D, H, W]` into the interior of the zeroed padded grid.
+/// Copies one sample `x: [C_in, D, H, W]` into the padded grid, zeroing its border: every
+/// value written once (a fill of the whole grid first, then the copies, wrote the interior
+/// twice), lines of the networks' widths copied as fixed-size arrays instead of by a call to
+/// `memcpy` each.
 fn pad_into(g: &ConvGeometry, grid: &Grid, x: &[f32], padded: &mut [f32]) {
-    padded.fill(0.0);
-    for_each_interior_line(g, grid, |dense, pad, w| {
-        padded[pad..pad + w].copy_from_slice(&x[dense..dense + w]);
-    });
+    let [d, h, w] = g.size;
+    let [_, hp, wp] = grid.padded;
+    let p = g.padding;
+    let slab = hp * wp;
+    let volume = grid.volume();
+    if volume == 0 {
+        return;
+    }
+    for (channel, x_c) in padded
+        .chunks_exact_mut(volume)
+        .zip(x.chunks_exact((d * h * w).max(1)))
+    {
+        let (front, rest) = channel.split_at_mut(p * slab);
+        front.fill(0.0);
+        let (interior, back) = rest.split_at_mut(d * slab);
+        back.fill(0.0);
+        for (plane, x_z) in interior
+            .chunks_exact_mut(slab)
+            .zip(x_c.chunks_exact((h * w).max(1)))
+        {
+            plane[..p * wp].fill(0.0);
+            plane[(p + h) * wp..].fill(0.0);
+            for (row, line) in plane[p * wp..(p + h) * wp]
+                .chunks_exact_mut(wp)
+                .zip(x_z.chunks_exact(w.max(1)))
+            {
+                row[..p].fill(0.0);
+                copy_line(&mut row[p..p + w], line);
+                row[p + w..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)`, inlined as vector moves for the line lengths the networks have.
+#[inline(always)]
+fn copy_line(dst: &mut [f32], src: &[f32]) {
+    fn fixed<const N: usize>(dst: &mut [f32], src: &[f32]) -> bool {
+        match (<&mut [f32; N]>::try_from(dst), <&[f32; N]>::try_from(src)) {
+            (Ok(dst), Ok(src)) => {
+                *dst = *src;
+                true
+            }
+            _ => false,
+        }
+    }
+    if !(fixed::<16>(dst, src) || fixed::<8>(dst, src) || fixed::<4>(dst, src)) {
+        dst.copy_from_slice(src);
+    }
 }
 
 /// The im2col tile of grid positions `j0..j0 + width`: row r is the padded input from

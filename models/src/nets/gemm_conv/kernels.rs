@@ -55,7 +55,7 @@ impl ConvGeometry {
         self.size.iter().product()
     }
 
-    fn output_voxels(&self) -> usize {
+    pub(super) fn output_voxels(&self) -> usize {
         self.output_size().iter().product()
     }
 
@@ -390,15 +390,65 @@ fn sample_runs(batch: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 /// → `[B, C_out, OD, OH, OW]`; per sample, per tile of output lines, an im2col and a GEMM;
 /// samples in parallel.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
-    forward_by(g, x, weight, kernels())
+    forward_by(g, x, weight, kernels(), None)
 }
 
-/// [`forward`] on the given kernels.
-fn forward_by(g: &ConvGeometry, x: &[f32], weight: &[f32], kernels: Kernels) -> Vec<f32> {
+/// What the forward does to its output before it returns: a per-channel bias, then a leaky
+/// ReLU of the given slope (1: none). Run on each sample right after its convolution, while
+/// the sample's output is still in cache, instead of as two more passes over the batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// One value per output channel.
+    pub bias: &'a [f32],
+    /// Leaky ReLU slope for negative values; 1 leaves them as they are.
+    pub slope: f32,
+}
+
+impl Epilogue<'_> {
+    /// `y ← act(y + bias[c])` over one sample's output `[C_out, voxels]`; the same float
+    /// operations, in the same order, as a bias add followed by burn's leaky ReLU.
+    pub fn apply(&self, y_sample: &mut [f32]) {
+        let voxels = y_sample.len() / self.bias.len().max(1);
+        if voxels == 0 {
+            return;
+        }
+        for (channel, &bias) in y_sample.chunks_exact_mut(voxels).zip(self.bias) {
+            if self.slope == 1.0 {
+                channel.iter_mut().for_each(|v| *v += bias);
+            } else {
+                for v in channel {
+                    let z = *v + bias;
+                    *v = if z >= 0.0 { z } else { z * self.slope };
+                }
+            }
+        }
+    }
+}
+
+/// [`forward`] followed by `epilogue` on every sample: `act(conv(x, weight) + bias)`.
+pub fn forward_fused(g: &ConvGeometry, x: &[f32], weight: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    assert_eq!(epilogue.bias.len(), g.channels_out, "bias length");
+    forward_by(g, x, weight, kernels(), Some(epilogue))
+}
+
+/// [`forward`] on the given kernels, with an optional epilogue.
+fn forward_by(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    kernels: Kernels,
+    epilogue: Option<Epilogue>,
+) -> Vec<f32> {
     assert_eq!(x.len(), g.input_len(), "input length");
     assert_eq!(weight.len(), g.weight_len(), "weight length");
     if kernels.dense && dense::pays(g) {
-        return dense::forward(g, x, weight);
+        let mut y = dense::forward(g, x, weight);
+        if let Some(epilogue) = epilogue {
+            let sample_out = g.channels_out * g.output_voxels();
+            y.par_chunks_mut(sample_out.max(1))
+                .for_each(|y_b| epilogue.apply(y_b));
+        }
+        return y;
     }
     let isa = kernels.direct;
     let (rows, n) = (g.patch_rows(), g.output_voxels());
@@ -425,22 +475,21 @@ fn forward_by(g: &ConvGeometry, x: &[f32], weight: &[f32], kernels: Kernels) -> 
             if g.is_pointwise() {
                 let patches = Operand::new(x_b, n, 1);
                 gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
-                return;
-            }
-            if let Some((isa, packed)) = &direct {
+            } else if let Some((isa, packed)) = &direct {
                 grid::forward_sample_direct(*isa, g, x_b, packed, y_b, scratch);
-                return;
-            }
-            if g.on_grid() {
+            } else if g.on_grid() {
                 grid::forward_sample(g, x_b, weight, y_b, scratch);
-                return;
+            } else {
+                for lines in line_tiles(g) {
+                    let width = lines.len() * ow;
+                    im2col(g, x_b, &lines, tile);
+                    let patches = Operand::new(&tile[..rows * width], width, 1);
+                    let dst = &mut y_b[lines.start * ow..];
+                    gemm_into((g.channels_out, width, rows), dst, n, false, w, patches);
+                }
             }
-            for lines in line_tiles(g) {
-                let width = lines.len() * ow;
-                im2col(g, x_b, &lines, tile);
-                let patches = Operand::new(&tile[..rows * width], width, 1);
-                let dst = &mut y_b[lines.start * ow..];
-                gemm_into((g.channels_out, width, rows), dst, n, false, w, patches);
+            if let Some(epilogue) = epilogue {
+                epilogue.apply(y_b);
             }
         },
     );
@@ -508,7 +557,7 @@ fn backward_by(
         // C_out·k³ per tile and an im2col copy, where `Wᵀ · dy` has depth C_out (8–16 here,
         // so the GEMM mostly loads and stores) and col2im adds every entry back.
         if let Some(t) = g.input_gradient_geometry() {
-            let dx = forward_by(&t, dy, &flipped_transposed(g, weight), kernels);
+            let dx = forward_by(&t, dy, &flipped_transposed(g, weight), kernels, None);
             let (_, dw) = backward_by(g, x, weight, dy, (false, weight_grad), kernels);
             return (Some(dx), dw);
         }
@@ -779,7 +828,7 @@ mod tests {
             let w = values(g.weight_len(), 100 + i as u64);
             let want = direct(&g, &x, &w);
             for kernel in grid_kernels() {
-                let y = forward_by(&g, &x, &w, kernel);
+                let y = forward_by(&g, &x, &w, kernel, None);
                 for (a, b) in y.iter().zip(&want) {
                     assert!(
                         (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs()),
@@ -854,7 +903,7 @@ mod tests {
             };
             let (want_u, want_v) = (dot64(&direct(&g, &u, &w)), dot64(&direct(&g, &x, &v)));
             for kernel in grid_kernels() {
-                let y = forward_by(&g, &x, &w, kernel);
+                let y = forward_by(&g, &x, &w, kernel, None);
                 for (j, (a, b)) in y.iter().zip(&want).enumerate() {
                     assert!(
                         (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs()),

@@ -35,15 +35,12 @@ impl LeakyReluBackend for Flex {
 /// slope y < 0 exactly where x < 0, where burn's decomposition selects the scaled branch.
 pub(crate) fn leaky_relu_backward(y: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
     assert_eq!(y.len(), dy.len(), "leaky ReLU: output and gradient sizes");
-    let mut dx = vec![0.0f32; y.len()];
-    dx.par_chunks_mut(CHUNK)
-        .zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dx, (y, dy))| {
-            for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
-                *dx = if y < 0.0 { slope * dy } else { dy };
-            }
-        });
-    dx
+    // Collected straight into the result (no zero-filled buffer written over).
+    y.par_iter()
+        .zip(dy)
+        .with_min_len(CHUNK)
+        .map(|(&y, &dy)| if y < 0.0 { slope * dy } else { dy })
+        .collect()
 }
 
 #[derive(Debug)]

@@ -7,11 +7,14 @@
 
 mod dense;
 pub mod direct;
+mod fused;
 mod grid;
 pub mod kernels;
 mod leaky_relu;
+mod resample;
 
 pub use leaky_relu::leaky_relu;
+pub use resample::{avg_pool2, upsample_nearest2};
 
 use super::uniform_geometry;
 use super::{ConvRoute, conv_route};
@@ -169,23 +172,47 @@ fn kernels_run_on<const D: usize>(x: &Tensor<D>) -> bool {
 }
 
 /// `conv.forward(x)`, through the GEMM kernels when `x` is an f32 tensor on the CPU device
-/// and the conv's geometry is one they run; burn's conv3d otherwise.
+/// and the conv's geometry is one they run (its bias added in the same op); burn's conv3d
+/// otherwise.
 pub fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
-    let Some((stride, padding)) = gemm_geometry(conv, &x) else {
-        return conv.forward(x);
-    };
-    let y = Tensor::<5>::from_dispatch(<Dispatch as GemmConvBackend>::gemm_conv3d(
-        x.into_dispatch(),
-        conv.weight.val().into_dispatch(),
-        stride,
-        padding,
-    ));
-    match &conv.bias {
-        Some(bias) => {
-            let channels = bias.dims()[0];
-            y + bias.val().reshape([1, channels, 1, 1, 1])
+    conv3d_leaky(conv, x, 1.0)
+}
+
+/// `leaky_relu(conv.forward(x), slope)` (slope 1: no activation): where the GEMM kernels take
+/// `x` and the conv has a bias, one op whose forward adds the bias and applies the
+/// activation as each sample's output is written ([`fused`]); burn's conv3d and
+/// [`leaky_relu()`] otherwise.
+pub fn conv3d_leaky(conv: &Conv3d, x: Tensor<5>, slope: f64) -> Tensor<5> {
+    let activate = |y: Tensor<5>| {
+        if slope == 1.0 {
+            y
+        } else {
+            leaky_relu(y, slope)
         }
-        None => y,
+    };
+    let Some(geometry) = gemm_geometry(conv, &x) else {
+        return activate(conv.forward(x));
+    };
+    match &conv.bias {
+        Some(bias) if slope > 0.0 => {
+            fused::conv3d_bias_act(x, conv.weight.val(), bias.val(), geometry, slope)
+        }
+        bias => {
+            let (stride, padding) = geometry;
+            let y = Tensor::<5>::from_dispatch(<Dispatch as GemmConvBackend>::gemm_conv3d(
+                x.into_dispatch(),
+                conv.weight.val().into_dispatch(),
+                stride,
+                padding,
+            ));
+            activate(match bias {
+                Some(bias) => {
+                    let channels = bias.dims()[0];
+                    y + bias.val().reshape([1, channels, 1, 1, 1])
+                }
+                None => y,
+            })
+        }
     }
 }
 

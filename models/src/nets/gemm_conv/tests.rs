@@ -60,14 +60,39 @@ fn gradients(
 
 #[test]
 fn gradients_equal_burns_autodiff() {
+    compare_gradients(conv3d, |c, x| c.forward(x));
+}
+
+/// The conv with its bias and leaky ReLU fused into one op, against burn's three.
+#[test]
+fn the_fused_conv_bias_and_leaky_relu_equal_burns_forward_and_gradients() {
+    const SLOPE: f64 = 0.2;
+    let burns = |c: &Conv3d, x| burn::tensor::activation::leaky_relu(c.forward(x), SLOPE);
+    for (conv, shape) in geometries() {
+        let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex());
+        let what = format!("leaky {shape:?}");
+        assert_close(
+            conv3d_leaky(&conv, x.clone(), SLOPE),
+            burns(&conv, x),
+            &what,
+        );
+    }
+    compare_gradients(|c, x| conv3d_leaky(c, x, SLOPE), burns);
+}
+
+/// ∂x, ∂weight and ∂bias of `ours` against `burns` on every geometry of the kernels.
+fn compare_gradients(
+    ours: impl Fn(&Conv3d, Tensor<5>) -> Tensor<5>,
+    burns: impl Fn(&Conv3d, Tensor<5>) -> Tensor<5>,
+) {
     for (conv, shape) in geometries() {
         let device = Device::flex();
         let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let out = conv.forward(x.clone()).dims();
         let r = Tensor::<5>::random(out, Distribution::Normal(0.0, 1.0), &device);
         assert!(gemm_geometry(&conv, &x.clone().autodiff()).is_some());
-        let ours = gradients(&conv, x.clone(), r.clone(), conv3d);
-        let burns = gradients(&conv, x, r, |c, x| c.forward(x));
+        let ours = gradients(&conv, x.clone(), r.clone(), &ours);
+        let burns = gradients(&conv, x, r, &burns);
         let what = format!("{shape:?}");
         assert_close(ours.0, burns.0, &format!("dx {what}"));
         assert_close(ours.1, burns.1, &format!("dweight {what}"));
@@ -100,6 +125,25 @@ fn only_the_tracked_side_gets_a_gradient() {
     let grads = conv3d(&conv, x.clone().detach()).sum().backward();
     assert!(conv.weight.val().grad(&grads).is_some());
     assert!(x.grad(&grads).is_none());
+
+    // The same through the fused activation, and its bias alone when the rest is frozen.
+    let grads = conv3d_leaky(&frozen, x_tracked.clone(), 0.2)
+        .sum()
+        .backward();
+    assert!(x_tracked.grad(&grads).is_some());
+    assert!(frozen.weight.val().grad(&grads).is_none());
+    let mut bias_only = frozen.clone();
+    let bias = bias_only
+        .bias
+        .take()
+        .unwrap()
+        .val()
+        .autodiff()
+        .require_grad();
+    bias_only.bias = Some(Param::from_tensor(bias.clone()));
+    let grads = conv3d_leaky(&bias_only, x.clone(), 0.2).sum().backward();
+    assert!(bias.grad(&grads).is_some());
+    assert!(bias_only.weight.val().grad(&grads).is_none());
 }
 
 #[test]
