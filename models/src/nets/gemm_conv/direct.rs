@@ -196,17 +196,36 @@ fn lanes(isa: Isa) -> usize {
     }
 }
 
-/// The taps' layout, output voxels per channel and im2col rows (taps) of a stride-1 `g`.
-fn prepare(g: &ConvGeometry) -> (Layout, usize, usize) {
-    assert_eq!(g.stride, 1, "the direct kernel is stride 1");
-    let layout = Layout::new(g);
-    let rows = layout.taps.len();
-    (layout, g.output_size().iter().product(), rows)
+/// What every sample of a stride-1 conv shares: the taps' layout, the output vectors, output
+/// voxels per channel and im2col rows (taps). Built once per call, not once per sample.
+pub(super) struct Plan {
+    layout: Layout,
+    vectors: Vec<Vector>,
+    n: usize,
+    rows: usize,
+}
+
+impl Plan {
+    pub(super) fn new(g: &ConvGeometry, isa: Isa) -> Self {
+        assert_eq!(g.stride, 1, "the direct kernel is stride 1");
+        let layout = Layout::new(g);
+        let vectors = if g.output_size().contains(&0) {
+            Vec::new()
+        } else {
+            vectors(g, &layout, lanes(isa))
+        };
+        Plan {
+            rows: layout.taps.len(),
+            n: g.output_size().iter().product(),
+            layout,
+            vectors,
+        }
+    }
 }
 
 /// One register block's work: `NV` vectors × up to 8 output channels.
 struct Block<'a, const NV: usize> {
-    vectors: [Vector; NV],
+    vectors: &'a [Vector; NV],
     /// The block's packed weights, `[C_in·k³][8]`.
     weights: &'a [f32],
     channels: usize,
@@ -217,11 +236,12 @@ struct Block<'a, const NV: usize> {
 pub(super) fn forward_sample(
     isa: Isa,
     g: &ConvGeometry,
+    plan: &Plan,
     padded: &[f32],
     packed: &[f32],
     y: &mut [f32],
 ) {
-    let (layout, n, rows) = prepare(g);
+    let (layout, n, rows) = (&plan.layout, plan.n, plan.rows);
     assert_eq!(y.len(), g.channels_out * n, "output length");
     assert_eq!(
         packed.len(),
@@ -232,8 +252,8 @@ pub(super) fn forward_sample(
         y.fill(0.0);
         return;
     }
-    check_reads(g, &layout, padded);
-    let vectors = vectors(g, &layout, lanes(isa));
+    check_reads(g, layout, padded);
+    let vectors = &plan.vectors;
     // Three vectors at a time where the registers hold them (AVX-512: 24 accumulators).
     let per_block = if isa == Isa::Avx512 { 3 } else { 1 };
     for block in 0..g.channels_out.div_ceil(CHANNEL_BLOCK) {
@@ -242,29 +262,29 @@ pub(super) fn forward_sample(
         let y_block = &mut y[block * CHANNEL_BLOCK * n..];
         let mut chunks = vectors.chunks_exact(per_block);
         for chunk in &mut chunks {
-            if let Ok(three) = <[Vector; 3]>::try_from(chunk) {
+            if let Ok(three) = <&[Vector; 3]>::try_from(chunk) {
                 let block = Block {
                     vectors: three,
                     weights,
                     channels,
                 };
-                run_block(isa, &block, &layout, padded, y_block, n);
+                run_block(isa, &block, layout, padded, y_block, n);
             } else {
                 let block = Block {
-                    vectors: [chunk[0]],
+                    vectors: std::array::from_ref(&chunk[0]),
                     weights,
                     channels,
                 };
-                run_block(isa, &block, &layout, padded, y_block, n);
+                run_block(isa, &block, layout, padded, y_block, n);
             }
         }
-        for &vector in chunks.remainder() {
+        for vector in chunks.remainder() {
             let block = Block {
-                vectors: [vector],
+                vectors: std::array::from_ref(vector),
                 weights,
                 channels,
             };
-            run_block(isa, &block, &layout, padded, y_block, n);
+            run_block(isa, &block, layout, padded, y_block, n);
         }
     }
 }
@@ -321,7 +341,7 @@ fn block_portable<const NV: usize>(
     y: &mut [f32],
     n: usize,
 ) {
-    for vector in &block.vectors {
+    for vector in block.vectors {
         for segment in vector.parts() {
             let mut acc = [[0.0f32; 16]; CHANNEL_BLOCK];
             for (r, &tap) in layout.taps.iter().enumerate() {
@@ -396,8 +416,8 @@ mod x86 {
         y: &mut [f32],
         n: usize,
     ) {
-        let masks = block.vectors.map(|v| masks::<S>(&v));
-        let inputs = block.vectors.map(|v| v.parts.map(|p| p.input));
+        let masks: [_; NV] = std::array::from_fn(|v| masks::<S>(&block.vectors[v]));
+        let inputs: [_; NV] = std::array::from_fn(|v| block.vectors[v].parts.map(|p| p.input));
         let x = padded.as_ptr();
         let mut acc = [[_mm512_setzero_ps(); CHANNEL_BLOCK]; NV];
         let mut w = block.weights.as_ptr();
@@ -445,7 +465,7 @@ mod x86 {
     ) {
         let lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         // Lane i is loaded and stored where its mask lane has the sign bit set.
-        let masks = block.vectors.map(|v| {
+        let masks = block.vectors.each_ref().map(|v| {
             _mm256_cmpgt_epi32(_mm256_set1_epi32(v.parts[0].lanes.min(8) as i32), lane_ids)
         });
         let x = padded.as_ptr();
@@ -652,18 +672,19 @@ mod x86 {
 pub(super) fn weight_gradient_sample(
     isa: Isa,
     g: &ConvGeometry,
+    plan: &Plan,
     padded: &[f32],
     dy: &[f32],
     dw_t: &mut [f32],
 ) {
-    let (layout, n, rows) = prepare(g);
+    let (layout, n, rows) = (&plan.layout, plan.n, plan.rows);
     assert_eq!(dy.len(), g.channels_out * n, "output gradient length");
     assert_eq!(dw_t.len(), rows * g.channels_out, "weight gradient length");
     if n == 0 || rows == 0 {
         return;
     }
-    check_reads(g, &layout, padded);
-    let vectors = vectors(g, &layout, lanes(isa));
+    check_reads(g, layout, padded);
+    let vectors = &plan.vectors;
     let parts = vectors.iter().map(|v| v.count).max().unwrap_or(1);
     // Per group of taps, its sums so far.
     let mut group_sums = vec![GroupSums::default(); rows.div_ceil(GRADIENT_TAPS)];

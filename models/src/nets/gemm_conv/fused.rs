@@ -69,11 +69,7 @@ pub(crate) fn channel_sums(dz: &[f32], channels: usize, voxels: usize) -> Vec<f3
     }
     let per_sample: Vec<Vec<f32>> = dz
         .par_chunks(sample)
-        .map(|dz_b| {
-            dz_b.chunks_exact(voxels)
-                .map(|channel| channel.iter().sum::<f32>())
-                .collect()
-        })
+        .map(|dz_b| dz_b.chunks_exact(voxels).map(lane_sum).collect())
         .collect();
     let mut sums = vec![0.0f32; channels];
     for sample_sums in per_sample {
@@ -82,6 +78,20 @@ pub(crate) fn channel_sums(dz: &[f32], channels: usize, voxels: usize) -> Vec<f3
         }
     }
     sums
+}
+
+/// The sum of `values` in 16 interleaved partial sums (one SIMD register's lanes): a plain
+/// `sum` adds one value at a time, each waiting on the last.
+fn lane_sum(values: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut partial = [0.0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (p, v) in partial.iter_mut().zip(chunk) {
+            *p += v;
+        }
+    }
+    partial.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 #[derive(Debug)]

@@ -154,29 +154,58 @@ fn pad_into(g: &ConvGeometry, grid: &Grid, x: &[f32], padded: &mut [f32]) {
                 .chunks_exact_mut(wp)
                 .zip(x_z.chunks_exact(w.max(1)))
             {
-                row[..p].fill(0.0);
-                copy_line(&mut row[p..p + w], line);
-                row[p + w..].fill(0.0);
+                let (left, rest) = row.split_at_mut(p);
+                let (interior, right) = rest.split_at_mut(w);
+                zero_short(left);
+                copy_line(interior, line);
+                zero_short(right);
             }
         }
     }
 }
 
-/// `dst.copy_from_slice(src)`, inlined as vector moves for the line lengths the networks have.
+/// `s.fill(0.0)` for the padding either side of a line (1 or 2 values: a `memset` call each
+/// otherwise).
+#[inline(always)]
+fn zero_short(s: &mut [f32]) {
+    match s {
+        [] => {}
+        [a] => *a = 0.0,
+        [a, b] => (*a, *b) = (0.0, 0.0),
+        _ => s.fill(0.0),
+    }
+}
+
+/// `dst.copy_from_slice(src)` for one short line, as inline vector moves where the line has
+/// 4, 8 or 16 voxels: `copy_from_slice`, and any loop of copies (LLVM recognizes the idiom),
+/// becomes a call to `memcpy` per line, ~5% of a step at width 16 when every conv pads its
+/// 16-voxel lines one by one.
 #[inline(always)]
 fn copy_line(dst: &mut [f32], src: &[f32]) {
-    fn fixed<const N: usize>(dst: &mut [f32], src: &[f32]) -> bool {
-        match (<&mut [f32; N]>::try_from(dst), <&[f32; N]>::try_from(src)) {
-            (Ok(dst), Ok(src)) => {
-                *dst = *src;
-                true
+    assert_eq!(dst.len(), src.len(), "line lengths");
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_loadu_ps, _mm_storeu_ps};
+        let quads = dst.len() / 4;
+        if dst.len() % 4 == 0 && (quads == 1 || quads == 2 || quads == 4) {
+            let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+            // SAFETY: SSE is part of x86-64; both slices hold `4 · quads` floats, and every
+            // load and store is an unaligned one inside them. Straight-line code (no loop)
+            // so that it stays vector moves.
+            unsafe {
+                _mm_storeu_ps(d, _mm_loadu_ps(s));
+                if quads >= 2 {
+                    _mm_storeu_ps(d.add(4), _mm_loadu_ps(s.add(4)));
+                }
+                if quads == 4 {
+                    _mm_storeu_ps(d.add(8), _mm_loadu_ps(s.add(8)));
+                    _mm_storeu_ps(d.add(12), _mm_loadu_ps(s.add(12)));
+                }
             }
-            _ => false,
+            return;
         }
     }
-    if !(fixed::<16>(dst, src) || fixed::<8>(dst, src) || fixed::<4>(dst, src)) {
-        dst.copy_from_slice(src);
-    }
+    dst.copy_from_slice(src);
 }
 
 /// The im2col tile of grid positions `j0..j0 + width`: row r is the padded input from
@@ -198,27 +227,27 @@ fn im2col(
 /// One sample's output `y: [C_out, OD·OH·OW]` by the direct kernel, from
 /// [`direct::pack_weights`]' `packed`: the input padded once, then read in place.
 pub fn forward_sample_direct(
-    isa: Isa,
+    (isa, plan): (Isa, &direct::Plan),
     g: &ConvGeometry,
     x: &[f32],
     packed: &[f32],
     y: &mut [f32],
     scratch: &mut Scratch,
 ) {
-    direct::forward_sample(isa, g, padded_sample(g, x, scratch), packed, y);
+    direct::forward_sample(isa, g, plan, padded_sample(g, x, scratch), packed, y);
 }
 
 /// Adds one sample's weight gradient into `dw_t` (∂W transposed, `[C_in·k³ × C_out]`) by
 /// the direct kernel: the input padded once, then read in place.
 pub fn weight_gradient_sample_direct(
-    isa: Isa,
+    (isa, plan): (Isa, &direct::Plan),
     g: &ConvGeometry,
     x: &[f32],
     dy: &[f32],
     dw_t: &mut [f32],
     scratch: &mut Scratch,
 ) {
-    direct::weight_gradient_sample(isa, g, padded_sample(g, x, scratch), dy, dw_t);
+    direct::weight_gradient_sample(isa, g, plan, padded_sample(g, x, scratch), dy, dw_t);
 }
 
 /// One sample `x: [C_in, D, H, W]` zero-padded into the scratch's padded buffer.

@@ -412,13 +412,16 @@ impl Epilogue<'_> {
         if voxels == 0 {
             return;
         }
+        let slope = self.slope;
         for (channel, &bias) in y_sample.chunks_exact_mut(voxels).zip(self.bias) {
-            if self.slope == 1.0 {
+            if slope == 1.0 {
                 channel.iter_mut().for_each(|v| *v += bias);
             } else {
+                // A select of the factor and one multiply (z · 1 = z exactly), which
+                // vectorizes.
                 for v in channel {
                     let z = *v + bias;
-                    *v = if z >= 0.0 { z } else { z * self.slope };
+                    *v = z * if z >= 0.0 { 1.0 } else { slope };
                 }
             }
         }
@@ -461,7 +464,13 @@ fn forward_by(
     }
     let direct = isa
         .filter(|_| g.stride == 1 && !g.is_pointwise())
-        .map(|isa| (isa, direct::pack_weights(g, weight)));
+        .map(|isa| {
+            (
+                isa,
+                direct::pack_weights(g, weight),
+                direct::Plan::new(g, isa),
+            )
+        });
     let w = Operand::new(weight, rows, 1);
     let buffer = if g.is_pointwise() || direct.is_some() {
         0
@@ -475,8 +484,8 @@ fn forward_by(
             if g.is_pointwise() {
                 let patches = Operand::new(x_b, n, 1);
                 gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
-            } else if let Some((isa, packed)) = &direct {
-                grid::forward_sample_direct(*isa, g, x_b, packed, y_b, scratch);
+            } else if let Some((isa, packed, plan)) = &direct {
+                grid::forward_sample_direct((*isa, plan), g, x_b, packed, y_b, scratch);
             } else if g.on_grid() {
                 grid::forward_sample(g, x_b, weight, y_b, scratch);
             } else {
@@ -585,6 +594,10 @@ fn backward_by(
         None => dx_runs.extend(runs.iter().map(|_| None)),
     }
     let on_grid = !pointwise && g.on_grid();
+    // The direct kernel's weight gradient, where it runs, planned once for every sample.
+    let direct_dw = isa
+        .filter(|&isa| weight_grad && on_grid && direct::weight_gradient_pays(g, isa))
+        .map(|isa| (isa, direct::Plan::new(g, isa)));
     let buffer = if pointwise || on_grid {
         0
     } else {
@@ -627,12 +640,11 @@ fn backward_by(
                 }
                 if on_grid {
                     let mut dw = dw.as_deref_mut();
-                    let direct_dw = match isa {
-                        Some(isa) if direct::weight_gradient_pays(g, isa) => dw.take(),
-                        _ => None,
-                    };
-                    if let (Some(isa), Some(dw)) = (isa, direct_dw) {
-                        grid::weight_gradient_sample_direct(isa, g, x_b, dy_b, dw, &mut scratch);
+                    if let Some((isa, plan)) = &direct_dw
+                        && let Some(dw) = dw.take()
+                    {
+                        let kernel = (*isa, plan);
+                        grid::weight_gradient_sample_direct(kernel, g, x_b, dy_b, dw, &mut scratch);
                     }
                     if dw.is_some() || dx_b.is_some() {
                         grid::backward_sample(g, x_b, weight, dy_b, dw, dx_b, &mut scratch);
@@ -1007,7 +1019,9 @@ mod tests {
             }
             let mut dw_t = vec![0.0f32; g.weight_len()];
             let mut scratch = grid::Scratch::default();
-            grid::weight_gradient_sample_direct(isa, &g, &x, &dy, &mut dw_t, &mut scratch);
+            let plan = direct::Plan::new(&g, isa);
+            let kernel = (isa, &plan);
+            grid::weight_gradient_sample_direct(kernel, &g, &x, &dy, &mut dw_t, &mut scratch);
             for o in 0..g.channels_out {
                 for r in 0..rows {
                     let (got, want) = (dw_t[r * g.channels_out + o], want[o * rows + r]);
