@@ -1,6 +1,7 @@
 //! ot3d-trainer: the native side of ot3d — data loading (MNIST IDX, Kaggle 3D MNIST .h5),
 //! per-class colored voxel digit sets, previews, NOT training, and file helpers.
 
+pub mod allocator;
 pub mod atomic_file;
 pub mod bench;
 pub mod device;

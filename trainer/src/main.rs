@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 fn main() -> ExitCode {
+    ot3d_trainer::allocator::tune_for_training();
     let result = match Cli::parse().command {
         Command::Data(DataCommand::Info { data_dir }) => data_info(&data_dir),
         Command::Data(DataCommand::Preview(args)) => data_preview(&args),
