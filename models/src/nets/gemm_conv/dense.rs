@@ -150,7 +150,7 @@ fn zeroed(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
 pub(super) fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let pairs = pairs(g);
     let (k, n) = (g.input_len() / g.batch, g.output_len() / g.batch);
-    let mut y = vec![0.0f32; g.output_len()];
+    let mut y = super::kernels::zeros_parallel(g.output_len());
     with_buffer(&MATRIX, |buffer| {
         let m = matrix(g, weight, &pairs, false, buffer);
         let lhs = Operand::new(x, k, 1);
@@ -171,7 +171,7 @@ pub(super) fn backward(
     let pairs = pairs(g);
     let (k, n) = (g.input_len() / g.batch, g.output_len() / g.batch);
     let dx = input_grad.then(|| {
-        let mut dx = vec![0.0f32; g.input_len()];
+        let mut dx = super::kernels::zeros_parallel(g.input_len());
         with_buffer(&MATRIX, |buffer| {
             let m_t = matrix(g, weight, &pairs, true, buffer);
             let lhs = Operand::new(dy, n, 1);

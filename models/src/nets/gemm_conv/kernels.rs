@@ -386,6 +386,21 @@ fn sample_runs(batch: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// Floats per parallel chunk of [`zeros_parallel`].
+const ZERO_CHUNK: usize = 1 << 16;
+
+/// `vec![0.0; len]` zeroed by every thread: `vec!` zeroes on the calling thread (a block the
+/// heap hands back is `memset`) while the kernels' workers wait for it.
+pub(super) fn zeros_parallel(len: usize) -> Vec<f32> {
+    let mut values = Vec::with_capacity(len);
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(ZERO_CHUNK)
+        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: the chunks above cover the first `len` values, each written.
+    unsafe { values.set_len(len) };
+    values
+}
+
 /// `y = conv(x, weight)` without bias: `x: [B, C_in, D, H, W]`, `weight: [C_out, C_in, k, k, k]`
 /// → `[B, C_out, OD, OH, OW]`; per sample, per tile of output lines, an im2col and a GEMM;
 /// samples in parallel.
@@ -458,10 +473,11 @@ fn forward_by(
     let ow = g.output_size()[2];
     let sample_in = g.channels_in * g.input_voxels();
     let sample_out = g.channels_out * n;
-    let mut y = vec![0.0f32; g.output_len()];
     if sample_out == 0 {
-        return y;
+        return vec![0.0; g.output_len()];
     }
+    let len = g.output_len();
+    let mut y: Vec<f32> = Vec::with_capacity(len);
     let direct = isa
         .filter(|_| g.stride == 1 && !g.is_pointwise())
         .map(|isa| {
@@ -477,31 +493,42 @@ fn forward_by(
     } else {
         rows * tile_lines(g) * ow
     };
-    y.par_chunks_mut(sample_out).enumerate().for_each_init(
-        || (vec![0.0f32; buffer], grid::Scratch::default()),
-        |(tile, scratch), (b, y_b)| {
-            let x_b = &x[b * sample_in..(b + 1) * sample_in];
-            if g.is_pointwise() {
-                let patches = Operand::new(x_b, n, 1);
-                gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
-            } else if let Some((isa, packed, plan)) = &direct {
-                grid::forward_sample_direct((*isa, plan), g, x_b, packed, y_b, scratch);
-            } else if g.on_grid() {
-                grid::forward_sample(g, x_b, weight, y_b, scratch);
-            } else {
-                for lines in line_tiles(g) {
-                    let width = lines.len() * ow;
-                    im2col(g, x_b, &lines, tile);
-                    let patches = Operand::new(&tile[..rows * width], width, 1);
-                    let dst = &mut y_b[lines.start * ow..];
-                    gemm_into((g.channels_out, width, rows), dst, n, false, w, patches);
+    // Each sample's output zeroed by its own thread just before its kernel writes it (in
+    // cache then), not by the caller for the whole batch first.
+    y.spare_capacity_mut()[..len]
+        .par_chunks_mut(sample_out)
+        .enumerate()
+        .for_each_init(
+            || (vec![0.0f32; buffer], grid::Scratch::default()),
+            |(tile, scratch), (b, y_b)| {
+                y_b.fill(std::mem::MaybeUninit::new(0.0));
+                // SAFETY: every value of `y_b` was written just above.
+                let y_b = unsafe { &mut *(y_b as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                let x_b = &x[b * sample_in..(b + 1) * sample_in];
+                if g.is_pointwise() {
+                    let patches = Operand::new(x_b, n, 1);
+                    gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
+                } else if let Some((isa, packed, plan)) = &direct {
+                    grid::forward_sample_direct((*isa, plan), g, x_b, packed, y_b, scratch);
+                } else if g.on_grid() {
+                    grid::forward_sample(g, x_b, weight, y_b, scratch);
+                } else {
+                    for lines in line_tiles(g) {
+                        let width = lines.len() * ow;
+                        im2col(g, x_b, &lines, tile);
+                        let patches = Operand::new(&tile[..rows * width], width, 1);
+                        let dst = &mut y_b[lines.start * ow..];
+                        gemm_into((g.channels_out, width, rows), dst, n, false, w, patches);
+                    }
                 }
-            }
-            if let Some(epilogue) = epilogue {
-                epilogue.apply(y_b);
-            }
-        },
-    );
+                if let Some(epilogue) = epilogue {
+                    epilogue.apply(y_b);
+                }
+            },
+        );
+    // SAFETY: the chunks above cover the first `len` values (`len` is a whole number of
+    // samples), each zeroed and then written.
+    unsafe { y.set_len(len) };
     y
 }
 
@@ -578,7 +605,7 @@ fn backward_by(
     let pointwise = g.is_pointwise();
     // Wᵀ: [rows × C_out].
     let w_t = Operand::new(weight, 1, rows);
-    let mut dx = input_grad.then(|| vec![0.0f32; g.input_len()]);
+    let mut dx = input_grad.then(|| zeros_parallel(g.input_len()));
     let runs = sample_runs(g.batch, rayon::current_num_threads());
     // Each run's slice of dx, so the runs write disjoint memory.
     let mut dx_runs: Vec<Option<&mut [f32]>> = Vec::with_capacity(runs.len());

@@ -13,6 +13,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::kernels::zeros_parallel;
 use super::{f32_slice, flex_tensor, kernels_run_on};
 
 /// The custom ops, on `[B, C, D, H, W]`.
@@ -33,7 +34,7 @@ fn volumes(shape: &[usize]) -> (usize, [usize; 3]) {
 /// Each volume `[D, H, W]` of `x` repeated 2× along every axis, times `scale`.
 pub(crate) fn repeat2(x: &[f32], [d, h, w]: [usize; 3], scale: f32) -> Vec<f32> {
     let (volume, up_volume) = (d * h * w, 8 * d * h * w);
-    let mut y = vec![0.0f32; x.len() * 8];
+    let mut y = zeros_parallel(x.len() * 8);
     if volume == 0 {
         return y;
     }
@@ -59,7 +60,7 @@ pub(crate) fn repeat2(x: &[f32], [d, h, w]: [usize; 3], scale: f32) -> Vec<f32> 
 pub(crate) fn block_sum2(x: &[f32], [d, h, w]: [usize; 3], scale: f32) -> Vec<f32> {
     let (volume, down) = (d * h * w, [d / 2, h / 2, w / 2]);
     let down_volume = down.iter().product::<usize>();
-    let mut y = vec![0.0f32; x.len() / 8];
+    let mut y = zeros_parallel(x.len() / 8);
     if down_volume == 0 {
         return y;
     }
