@@ -6,6 +6,7 @@
 //! 48 rows. The weight gradient runs the same way with 4 channels × 6 taps of sums.
 
 use super::kernels::ConvGeometry;
+use std::mem::MaybeUninit;
 
 /// Output channels per register block; the weights are packed in blocks of this many.
 pub(super) const CHANNEL_BLOCK: usize = 8;
@@ -239,7 +240,7 @@ pub(super) fn forward_sample(
     plan: &Plan,
     padded: &[f32],
     packed: &[f32],
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
 ) {
     let (layout, n, rows) = (&plan.layout, plan.n, plan.rows);
     assert_eq!(y.len(), g.channels_out * n, "output length");
@@ -249,7 +250,7 @@ pub(super) fn forward_sample(
         "packed weight length"
     );
     if n == 0 || rows == 0 {
-        y.fill(0.0);
+        y.fill(MaybeUninit::new(0.0));
         return;
     }
     check_reads(g, layout, padded);
@@ -294,7 +295,7 @@ fn run_block<const NV: usize>(
     block: &Block<NV>,
     layout: &Layout,
     padded: &[f32],
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     n: usize,
 ) {
     // Writes stay inside `y`: the last channel's furthest segment end.
@@ -338,7 +339,7 @@ fn block_portable<const NV: usize>(
     block: &Block<NV>,
     layout: &Layout,
     padded: &[f32],
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     n: usize,
 ) {
     for vector in block.vectors {
@@ -355,7 +356,10 @@ fn block_portable<const NV: usize>(
             }
             for (c, acc_c) in acc.iter().enumerate().take(block.channels) {
                 let start = c * n + segment.output;
-                y[start..start + segment.lanes].copy_from_slice(&acc_c[..segment.lanes]);
+                let dst = &mut y[start..start + segment.lanes];
+                for (d, &v) in dst.iter_mut().zip(&acc_c[..segment.lanes]) {
+                    d.write(v);
+                }
             }
         }
     }
@@ -367,7 +371,7 @@ fn block_portable<const NV: usize>(
 mod x86 {
     use super::{
         Block, CHANNEL_BLOCK, GRADIENT_CHANNELS, GRADIENT_TAPS, GradientJob, GroupSums, Layout,
-        MAX_PARTS, Segment, Vector,
+        MAX_PARTS, MaybeUninit, Segment, Vector,
     };
     use std::arch::x86_64::*;
 
@@ -413,7 +417,7 @@ mod x86 {
         block: &Block<NV>,
         layout: &Layout,
         padded: &[f32],
-        y: &mut [f32],
+        y: &mut [MaybeUninit<f32>],
         n: usize,
     ) {
         let masks: [_; NV] = std::array::from_fn(|v| masks::<S>(&block.vectors[v]));
@@ -437,7 +441,7 @@ mod x86 {
             // SAFETY: one tap's 8 weights on, still inside (or one past) `weights`.
             w = unsafe { w.add(CHANNEL_BLOCK) };
         }
-        let out = y.as_mut_ptr();
+        let out = y.as_mut_ptr().cast::<f32>();
         for (v, vector) in block.vectors.iter().enumerate() {
             for (c, acc_c) in acc[v].iter().enumerate().take(block.channels) {
                 let channel = out.wrapping_add(c * n);
@@ -460,7 +464,7 @@ mod x86 {
         block: &Block<NV>,
         layout: &Layout,
         padded: &[f32],
-        y: &mut [f32],
+        y: &mut [MaybeUninit<f32>],
         n: usize,
     ) {
         let lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -488,7 +492,7 @@ mod x86 {
             // SAFETY: one tap's 8 weights on, still inside (or one past) `weights`.
             w = unsafe { w.add(CHANNEL_BLOCK) };
         }
-        let out = y.as_mut_ptr();
+        let out = y.as_mut_ptr().cast::<f32>();
         for v in 0..NV {
             for (c, acc_c) in acc[v].iter().enumerate().take(block.channels) {
                 let dst = out.wrapping_add(c * n + block.vectors[v].parts[0].output);

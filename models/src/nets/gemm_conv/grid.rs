@@ -225,13 +225,14 @@ fn im2col(
 }
 
 /// One sample's output `y: [C_out, OD·OH·OW]` by the direct kernel, from
-/// [`direct::pack_weights`]' `packed`: the input padded once, then read in place.
+/// [`direct::pack_weights`]' `packed`: the input padded once, then read in place. Every value
+/// of `y` is written (it may start uninitialized).
 pub fn forward_sample_direct(
     (isa, plan): (Isa, &direct::Plan),
     g: &ConvGeometry,
     x: &[f32],
     packed: &[f32],
-    y: &mut [f32],
+    y: &mut [std::mem::MaybeUninit<f32>],
     scratch: &mut Scratch,
 ) {
     direct::forward_sample(isa, g, plan, padded_sample(g, x, scratch), packed, y);

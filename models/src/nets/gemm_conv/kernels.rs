@@ -7,6 +7,7 @@ use super::dense;
 use super::direct::{self, Isa};
 use super::grid;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// One convolution's geometry: cubic kernel, the same stride and (symmetric, zero) padding
@@ -493,23 +494,29 @@ fn forward_by(
     } else {
         rows * tile_lines(g) * ow
     };
-    // Each sample's output zeroed by its own thread just before its kernel writes it (in
-    // cache then), not by the caller for the whole batch first.
+    // The direct kernel writes every value of a sample's output; the other kernels get it
+    // zeroed by the sample's own thread just before they write it (in cache then), not by
+    // the caller for the whole batch first.
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(sample_out)
         .enumerate()
         .for_each_init(
             || (vec![0.0f32; buffer], grid::Scratch::default()),
             |(tile, scratch), (b, y_b)| {
-                y_b.fill(std::mem::MaybeUninit::new(0.0));
-                // SAFETY: every value of `y_b` was written just above.
-                let y_b = unsafe { &mut *(y_b as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
                 let x_b = &x[b * sample_in..(b + 1) * sample_in];
-                if g.is_pointwise() {
+                if let Some((isa, packed, plan)) = &direct {
+                    grid::forward_sample_direct((*isa, plan), g, x_b, packed, y_b, scratch);
+                } else {
+                    y_b.fill(MaybeUninit::new(0.0));
+                }
+                // SAFETY: every value of `y_b` was written above, by the direct kernel or the
+                // fill.
+                let y_b = unsafe { &mut *(y_b as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                if direct.is_some() {
+                    // Written above.
+                } else if g.is_pointwise() {
                     let patches = Operand::new(x_b, n, 1);
                     gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
-                } else if let Some((isa, packed, plan)) = &direct {
-                    grid::forward_sample_direct((*isa, plan), g, x_b, packed, y_b, scratch);
                 } else if g.on_grid() {
                     grid::forward_sample(g, x_b, weight, y_b, scratch);
                 } else {
@@ -527,7 +534,7 @@ fn forward_by(
             },
         );
     // SAFETY: the chunks above cover the first `len` values (`len` is a whole number of
-    // samples), each zeroed and then written.
+    // samples), each written.
     unsafe { y.set_len(len) };
     y
 }
