@@ -7,20 +7,18 @@ use burn::tensor::Tensor;
 /// Repeats every voxel 2× along D, H and W: `[B, C, D, H, W]` → `[B, C, 2D, 2H, 2W]`.
 pub fn upsample_nearest2(x: Tensor<5>) -> Tensor<5> {
     #[cfg(feature = "gemm-conv")]
-    let x = match super::gemm_conv::upsample_nearest2(x) {
-        Ok(y) => return y,
-        Err(x) => x,
-    };
+    if super::gemm_conv::resample_runs_on(&x) {
+        return super::gemm_conv::upsample_nearest2(x);
+    }
     upsample_by_reshape(x)
 }
 
 /// Mean over 2×2×2 blocks: `[B, C, D, H, W]` → `[B, C, D/2, H/2, W/2]` (even sizes).
 pub fn avg_pool2(x: Tensor<5>) -> Tensor<5> {
     #[cfg(feature = "gemm-conv")]
-    let x = match super::gemm_conv::avg_pool2(x) {
-        Ok(y) => return y,
-        Err(x) => x,
-    };
+    if super::gemm_conv::resample_runs_on(&x) {
+        return super::gemm_conv::avg_pool2(x);
+    }
     avg_pool_by_reshape(x)
 }
 

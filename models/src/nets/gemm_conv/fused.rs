@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::kernels::{self, Epilogue};
 use super::leaky_relu::leaky_relu_backward;
-use super::{f32_slice, flex_tensor, geometry};
+use super::{SavedConv, f32_slice, flex_tensor, geometry};
 
 /// The custom op: `act(conv(x, weight) + bias)` with act a leaky ReLU of slope `slope`
 /// (1: none), differentiable through its own backward.
@@ -113,14 +113,7 @@ impl Backward<Flex, 3> for FusedConvBackward {
         let [node_x, node_weight, node_bias] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
         let (x_state, weight_state, y, stride, padding, slope) = ops.state;
-        let x = checkpointer
-            .retrieve_node_output::<FlexTensor>(x_state)
-            .to_contiguous();
-        let weight = checkpointer
-            .retrieve_node_output::<FlexTensor>(weight_state)
-            .to_contiguous();
-        let (x_shape, weight_shape) = (x.shape().to_vec(), weight.shape().to_vec());
-        let g = geometry(&x_shape, &weight_shape, stride, padding);
+        let conv = SavedConv::retrieve(checkpointer, (x_state, weight_state), stride, padding);
         // ∂L/∂(conv + bias): ∂y through the activation, once for both gradients below.
         let masked = y.map(|y| {
             let y = y.to_contiguous();
@@ -128,23 +121,12 @@ impl Backward<Flex, 3> for FusedConvBackward {
         });
         let dz = masked.as_deref().unwrap_or_else(|| f32_slice(&dy));
         if let Some(node) = node_bias {
-            let db = channel_sums(dz, g.channels_out, g.output_voxels());
-            grads.register::<Flex>(node.id, flex_tensor(db, vec![g.channels_out]));
+            let channels = conv.g.channels_out;
+            let db = channel_sums(dz, channels, conv.g.output_voxels());
+            grads.register::<Flex>(node.id, flex_tensor(db, vec![channels]));
         }
-        let (dx, dw) = kernels::backward(
-            &g,
-            f32_slice(&x),
-            f32_slice(&weight),
-            dz,
-            node_x.is_some(),
-            node_weight.is_some(),
-        );
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, flex_tensor(dx, x_shape));
-        }
-        if let (Some(node), Some(dw)) = (node_weight, dw) {
-            grads.register::<Flex>(node.id, flex_tensor(dw, weight_shape));
-        }
+        let nodes = [node_x, node_weight].map(|node| node.map(|node| node.id));
+        conv.register_gradients(grads, dz, nodes);
     }
 }
 

@@ -187,7 +187,7 @@ fn copy_line(dst: &mut [f32], src: &[f32]) {
     {
         use std::arch::x86_64::{_mm_loadu_ps, _mm_storeu_ps};
         let quads = dst.len() / 4;
-        if dst.len() % 4 == 0 && (quads == 1 || quads == 2 || quads == 4) {
+        if dst.len().is_multiple_of(4) && (quads == 1 || quads == 2 || quads == 4) {
             let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
             // SAFETY: SSE is part of x86-64; both slices hold `4 · quads` floats, and every
             // load and store is an unaligned one inside them. Straight-line code (no loop)

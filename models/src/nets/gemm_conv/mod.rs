@@ -14,7 +14,7 @@ mod leaky_relu;
 mod resample;
 
 pub use leaky_relu::leaky_relu;
-pub use resample::{avg_pool2, upsample_nearest2};
+pub use resample::{avg_pool2, resample_runs_on, upsample_nearest2};
 
 use super::uniform_geometry;
 use super::{ConvRoute, conv_route};
@@ -102,29 +102,58 @@ impl Backward<Flex, 2> for GemmConvBackward {
         let [node_x, node_weight] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
         let (x_state, weight_state, stride, padding) = ops.state;
+        let conv = SavedConv::retrieve(checkpointer, (x_state, weight_state), stride, padding);
+        let nodes = [node_x, node_weight].map(|node| node.map(|node| node.id));
+        conv.register_gradients(grads, f32_slice(&dy), nodes);
+    }
+}
+
+/// A conv's input and weight back from their checkpoints (contiguous), and its geometry.
+struct SavedConv {
+    x: FlexTensor,
+    weight: FlexTensor,
+    g: ConvGeometry,
+}
+
+impl SavedConv {
+    fn retrieve(
+        checkpointer: &mut Checkpointer,
+        (x_state, weight_state): (NodeId, NodeId),
+        stride: usize,
+        padding: usize,
+    ) -> Self {
         let x = checkpointer
             .retrieve_node_output::<FlexTensor>(x_state)
             .to_contiguous();
         let weight = checkpointer
             .retrieve_node_output::<FlexTensor>(weight_state)
             .to_contiguous();
-        let (x_shape, weight_shape) = (x.shape().to_vec(), weight.shape().to_vec());
-        let g = geometry(&x_shape, &weight_shape, stride, padding);
-        // Only the gradients someone asked for: a frozen potential needs its input's, a
-        // network on detached inputs only its weights'.
+        let g = geometry(&x.shape(), &weight.shape(), stride, padding);
+        SavedConv { x, weight, g }
+    }
+
+    /// Registers ∂x and ∂weight from `dy = ∂L/∂conv(x)` for the parents that are tracked.
+    /// Only the gradients someone asked for run: a frozen potential needs its input's, a
+    /// network on detached inputs only its weights'.
+    fn register_gradients(
+        &self,
+        grads: &mut Gradients,
+        dy: &[f32],
+        [node_x, node_weight]: [Option<NodeId>; 2],
+    ) {
         let (dx, dw) = kernels::backward(
-            &g,
-            f32_slice(&x),
-            f32_slice(&weight),
-            f32_slice(&dy),
+            &self.g,
+            f32_slice(&self.x),
+            f32_slice(&self.weight),
+            dy,
             node_x.is_some(),
             node_weight.is_some(),
         );
         if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, flex_tensor(dx, x_shape));
+            grads.register::<Flex>(node, flex_tensor(dx, self.x.shape().to_vec()));
         }
         if let (Some(node), Some(dw)) = (node_weight, dw) {
-            grads.register::<Flex>(node.id, flex_tensor(dw, weight_shape));
+            grads.register::<Flex>(node, flex_tensor(dw, self.weight.shape().to_vec()));
         }
     }
 }
