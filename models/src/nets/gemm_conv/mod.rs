@@ -2,8 +2,9 @@
 //! own forward and both gradients ([`kernels`]): stride-1 convs by a direct SIMD kernel
 //! ([`direct`]), 2³ volumes as one dense product ([`dense`]), the rest im2col + GEMM; burn
 //! 0.22's own Flex conv3d runs its weight gradient as a convolution with a 16³ "kernel", the
-//! slowest part of a step. Other devices and dtypes keep burn's `Conv3d::forward`. The leaky
-//! ReLU between them is fused the same way ([`leaky_relu()`]).
+//! slowest part of a step. Other devices and dtypes keep burn's `Conv3d::forward`. A conv's
+//! bias and the leaky ReLU after it run in the same op ([`fused`]); a leaky ReLU on its own
+//! ([`leaky_relu()`]) and the 2× resampling ([`resample`]) are ops of their own the same way.
 
 mod dense;
 pub mod direct;
