@@ -10,6 +10,7 @@ use crate::training::run::{TrainError, read_config};
 use crate::training::selection::{
     SELECTION_FILE, SelectionError, SelectionRecord, read_record, selected_t, validated_t,
 };
+use crate::training::warm_start::ReportError;
 use burn::tensor::{Device, Tensor, TensorData};
 use ot3d_models::mnist::Split;
 use ot3d_models::nets::TransportMap;
@@ -62,6 +63,12 @@ pub enum ExportError {
          the style groups it kept there: train the run again (its checkpoints alone do not say)"
     )]
     StyleGroups { path: PathBuf, message: String },
+    /// The report could not be read or parsed (its error names the file and the fix).
+    #[error(
+        "{0} (the run was trained with --weak-groups: export reads the style groups its warm \
+         start kept from that file)"
+    )]
+    StyleGroupsReport(ReportError),
 }
 
 /// The style groups a `--weak-groups` run's warm start kept (its `warm_start.json`), which
@@ -75,8 +82,9 @@ fn kept_style_groups(run: &Path, config: &TrainConfig) -> Result<Option<usize>, 
         path: path.clone(),
         message,
     };
+    // A read or parse error already names the file: not prefixed with it again.
     let groups = crate::training::warm_start::read_report(run)
-        .map_err(|e| failed(e.to_string()))?
+        .map_err(ExportError::StyleGroupsReport)?
         .ok_or_else(|| failed("it is missing".into()))?
         .style_groups
         .ok_or_else(|| failed("it has no style_groups record".into()))?
@@ -285,4 +293,53 @@ pub fn export_map(
         selection,
         restarts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::config::{Preset, WeakCost};
+
+    fn grouped_config() -> TrainConfig {
+        let mut config = TrainConfig::preset(Preset::Cpu3to5, PathBuf::from("data/mnist"));
+        config.weak = Some(WeakCost {
+            gamma: 1.0,
+            gamma_ramp_steps: 0,
+            draws: 3,
+            noise_std: 1.0,
+            noise_layout: Default::default(),
+            kernel: Default::default(),
+            groups: 4,
+        });
+        config
+    }
+
+    /// Each way a --weak-groups run's report can fail names the file once, says why and
+    /// what to do.
+    #[test]
+    fn a_missing_or_corrupt_warm_start_report_is_named_once() {
+        let run = tempfile::tempdir().unwrap();
+        let report = run.path().join(crate::training::warm_start::REPORT_FILE);
+        let message = |run: &Path| {
+            kept_style_groups(run, &grouped_config())
+                .unwrap_err()
+                .to_string()
+        };
+        let shown = report.display().to_string();
+
+        let missing = message(run.path());
+        assert!(missing.contains("it is missing"), "{missing}");
+        assert_eq!(missing.matches(&shown).count(), 1, "{missing}");
+
+        std::fs::write(&report, b"{ not json").unwrap();
+        let corrupt = message(run.path());
+        assert!(corrupt.contains("not a warm-start report"), "{corrupt}");
+        assert!(corrupt.contains("--weak-groups"), "{corrupt}");
+        assert_eq!(corrupt.matches(&shown).count(), 1, "{corrupt}");
+
+        // A run without style groups needs no report at all.
+        let mut plain = grouped_config();
+        plain.weak = None;
+        assert_eq!(kept_style_groups(run.path(), &plain).unwrap(), None);
+    }
 }
