@@ -396,10 +396,29 @@ pub(super) fn zeros_parallel(len: usize) -> Vec<f32> {
     let mut values = Vec::with_capacity(len);
     values.spare_capacity_mut()[..len]
         .par_chunks_mut(ZERO_CHUNK)
-        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(0.0)));
+        .for_each(|chunk| {
+            zero_filled(chunk);
+        });
     // SAFETY: the chunks above cover the first `len` values, each written.
     unsafe { values.set_len(len) };
     values
+}
+
+/// `values` filled with zeros, as the initialized floats they now are.
+fn zero_filled(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    values.fill(MaybeUninit::new(0.0));
+    // SAFETY: every value was written just above.
+    unsafe { assume_written(values) }
+}
+
+/// `values` as initialized floats.
+///
+/// # Safety
+/// Every value of `values` has been written.
+unsafe fn assume_written(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the caller vouches that every value
+    // is initialized.
+    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// `y = conv(x, weight)` without bias: `x: [B, C_in, D, H, W]`, `weight: [C_out, C_in, k, k, k]`
@@ -504,30 +523,28 @@ fn forward_by(
             || (vec![0.0f32; buffer], grid::Scratch::default()),
             |(tile, scratch), (b, y_b)| {
                 let x_b = &x[b * sample_in..(b + 1) * sample_in];
-                if let Some((isa, packed, plan)) = &direct {
+                let y_b = if let Some((isa, packed, plan)) = &direct {
                     grid::forward_sample_direct((*isa, plan), g, x_b, packed, y_b, scratch);
+                    // SAFETY: the direct kernel wrote every value of `y_b`.
+                    unsafe { assume_written(y_b) }
                 } else {
-                    y_b.fill(MaybeUninit::new(0.0));
-                }
-                // SAFETY: every value of `y_b` was written above, by the direct kernel or the
-                // fill.
-                let y_b = unsafe { &mut *(y_b as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                if direct.is_some() {
-                    // Written above.
-                } else if g.is_pointwise() {
-                    let patches = Operand::new(x_b, n, 1);
-                    gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
-                } else if g.on_grid() {
-                    grid::forward_sample(g, x_b, weight, y_b, scratch);
-                } else {
-                    for lines in line_tiles(g) {
-                        let width = lines.len() * ow;
-                        im2col(g, x_b, &lines, tile);
-                        let patches = Operand::new(&tile[..rows * width], width, 1);
-                        let dst = &mut y_b[lines.start * ow..];
-                        gemm_into((g.channels_out, width, rows), dst, n, false, w, patches);
+                    let y_b = zero_filled(y_b);
+                    if g.is_pointwise() {
+                        let patches = Operand::new(x_b, n, 1);
+                        gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
+                    } else if g.on_grid() {
+                        grid::forward_sample(g, x_b, weight, y_b, scratch);
+                    } else {
+                        for lines in line_tiles(g) {
+                            let width = lines.len() * ow;
+                            im2col(g, x_b, &lines, tile);
+                            let patches = Operand::new(&tile[..rows * width], width, 1);
+                            let dst = &mut y_b[lines.start * ow..];
+                            gemm_into((g.channels_out, width, rows), dst, n, false, w, patches);
+                        }
                     }
-                }
+                    y_b
+                };
                 if let Some(epilogue) = epilogue {
                     epilogue.apply(y_b);
                 }
