@@ -224,6 +224,44 @@ fn im2col(
     }
 }
 
+/// The im2col matrix of one sample `x: [C_in, D, H, W]` of any stride, for all its output
+/// lines: `tile: [C_in·k³, ≥ V_out]` with rows `row_stride` apart. The input is padded once
+/// first, so every tile line is a plain copy of `OW` values (strided at stride > 1), where the
+/// im2col on the unpadded input works out which outputs read padding, line by line.
+pub fn im2col_sample(
+    g: &ConvGeometry,
+    x: &[f32],
+    row_stride: usize,
+    tile: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let grid = Grid::new(g);
+    let padded = padded_sample(g, x, scratch);
+    let [od, oh, ow] = grid.output;
+    let [_, hp, wp] = grid.padded;
+    let (k, s) = (g.kernel, g.stride);
+    let line_step = s * wp;
+    let plane_step = s * hp * wp;
+    for row in 0..g.channels_in * k.pow(3) {
+        // The padded voxel output (0, 0, 0) reads for this row.
+        let origin = grid.row_offset(k, row);
+        let mut lines = tile[row * row_stride..][..od * oh * ow].chunks_exact_mut(ow.max(1));
+        for d in 0..od {
+            let plane = origin + d * plane_step;
+            for (h, dst) in (0..oh).zip(&mut lines) {
+                let start = plane + h * line_step;
+                if s == 1 {
+                    copy_line(dst, &padded[start..start + ow]);
+                } else {
+                    for (w, v) in dst.iter_mut().enumerate() {
+                        *v = padded[start + w * s];
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One sample's output `y: [C_out, OD·OH·OW]` by the direct kernel, from
 /// [`direct::pack_weights`]' `packed`: the input padded once, then read in place. Every value
 /// of `y` is written (it may start uninitialized).

@@ -1,8 +1,10 @@
 //! 3D convolution on f32 slices and its gradients: the kernel choice per geometry (the direct
-//! kernel for stride 1, one dense product for 2³ volumes), and im2col + GEMM for the rest,
+//! kernel for stride 1, one dense product for 2³ volumes, weight gradients of other small
+//! outputs over groups of samples), and im2col + GEMM for the rest,
 //! where the weight gradient is one long-reduction GEMM per sample and the input gradient a
 //! GEMM and a col2im.
 
+use super::batched;
 use super::dense;
 use super::direct::{self, Isa};
 use super::grid;
@@ -61,7 +63,7 @@ impl ConvGeometry {
     }
 
     /// Rows of the im2col matrix: one per input channel and kernel offset.
-    fn patch_rows(&self) -> usize {
+    pub(super) fn patch_rows(&self) -> usize {
         self.channels_in * self.kernel.pow(3)
     }
 
@@ -108,8 +110,9 @@ impl ConvGeometry {
 pub enum GridKernel {
     /// The direct kernel ([`direct`]) in the best version this CPU has for stride-1
     /// convolutions on the padded grid (forward, and the input gradient as the transposed
-    /// convolution's forward; the weight gradient where lines fill its vectors), and 2³
-    /// volumes as one dense product ([`dense`]); the default.
+    /// convolution's forward; the weight gradient where lines fill its vectors), 2³
+    /// volumes as one dense product ([`dense`]), and the weight gradients of other small
+    /// outputs over groups of samples ([`batched`]); the default.
     Direct,
     /// The same with the direct kernel in a given version (falls back to im2col + GEMM where
     /// the CPU lacks it).
@@ -138,6 +141,8 @@ pub fn set_grid_kernel(kernel: GridKernel) {
 struct Kernels {
     direct: Option<Isa>,
     dense: bool,
+    /// Weight gradients of small outputs over groups of samples ([`batched`]).
+    batched: bool,
 }
 
 impl Kernels {
@@ -145,6 +150,7 @@ impl Kernels {
     const GEMM: Kernels = Kernels {
         direct: None,
         dense: false,
+        batched: false,
     };
 }
 
@@ -161,6 +167,7 @@ fn kernels() -> Kernels {
     Kernels {
         direct: wanted.filter(|isa| isa.available()),
         dense: true,
+        batched: true,
     }
 }
 
@@ -379,7 +386,7 @@ fn gemm_on(
 }
 
 /// The samples `0..batch` in `parts` contiguous runs of near-equal length.
-fn sample_runs(batch: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+pub(super) fn sample_runs(batch: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, batch.max(1));
     (0..parts)
         .map(|i| batch * i / parts..batch * (i + 1) / parts)
@@ -415,7 +422,7 @@ fn zero_filled(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
 ///
 /// # Safety
 /// Every value of `values` has been written.
-unsafe fn assume_written(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+pub(super) unsafe fn assume_written(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the caller vouches that every value
     // is initialized.
     unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
@@ -608,6 +615,11 @@ fn backward_by(
     if kernels.dense && dense::pays(g) {
         return dense::backward(g, x, weight, dy, (input_grad, weight_grad));
     }
+    if weight_grad && kernels.batched && batched::pays(g) {
+        let dw = batched::weight_gradient(g, x, dy);
+        let (dx, _) = backward_by(g, x, weight, dy, (input_grad, false), kernels);
+        return (dx, Some(dw));
+    }
     let isa = kernels.direct;
     // With the direct kernel, every stride-1 conv's input gradient is the transposed conv's
     // forward on it; without, those on the grid.
@@ -732,23 +744,31 @@ fn backward_by(
             dw
         })
         .collect();
-    let dw = weight_grad.then(|| {
-        let mut total_t = vec![0.0f32; g.weight_len()];
-        for partial in partials.into_iter().flatten() {
-            for (t, p) in total_t.iter_mut().zip(partial) {
-                *t += p;
-            }
-        }
-        // [rows × C_out] → [C_out × rows]
-        let mut total = vec![0.0f32; g.weight_len()];
-        for (r, row) in total_t.chunks_exact(g.channels_out).enumerate() {
-            for (o, v) in row.iter().enumerate() {
-                total[o * rows + r] = *v;
-            }
-        }
-        total
-    });
+    let dw = weight_grad
+        .then(|| summed_transposed(partials.into_iter().flatten(), rows, g.channels_out));
     (dx, dw)
+}
+
+/// The sum of weight gradients `[rows × C_out]`, added in order, as `[C_out × rows]`.
+pub(super) fn summed_transposed(
+    partials: impl IntoIterator<Item = Vec<f32>>,
+    rows: usize,
+    channels_out: usize,
+) -> Vec<f32> {
+    let mut total_t = vec![0.0f32; rows * channels_out];
+    for partial in partials {
+        for (t, p) in total_t.iter_mut().zip(partial) {
+            *t += p;
+        }
+    }
+    // [rows × C_out] → [C_out × rows]
+    let mut total = vec![0.0f32; rows * channels_out];
+    for (r, row) in total_t.chunks_exact(channels_out).enumerate() {
+        for (o, v) in row.iter().enumerate() {
+            total[o * rows + r] = *v;
+        }
+    }
+    total
 }
 
 #[cfg(test)]
@@ -843,6 +863,14 @@ mod tests {
         assert!(on_grid >= 3, "{on_grid} geometries on the grid");
         let dense = geometries().iter().filter(|g| dense::pays(g)).count();
         assert!(dense >= 2, "{dense} geometries dense");
+        let batched = geometries()
+            .iter()
+            .filter(|g| batched::pays(g) && !dense::pays(g))
+            .count();
+        assert!(
+            batched >= 3,
+            "{batched} weight gradients over groups of samples"
+        );
         let transposed = geometries()
             .iter()
             .filter(|g| g.on_grid() && g.input_gradient_geometry().is_some())
@@ -911,6 +939,7 @@ mod tests {
                 kernels.push(Kernels {
                     direct: Some(isa),
                     dense: true,
+                    batched: true,
                 });
             }
         }
@@ -1039,6 +1068,58 @@ mod tests {
 
     /// The direct weight gradient where [`backward`] leaves it to the GEMM (lines of 8 or 4,
     /// two or four to an AVX-512 vector) still agrees with it, in every version this CPU runs.
+    /// The weight gradient over groups of samples: runs of several groups with a partial
+    /// last one (batch 11 at 4³: groups of 4 on 2 threads, 4 + 1 and 4 + 2), stride 2, and
+    /// a pool of 1 and of 3 threads; against the per-sample GEMM and the definition.
+    #[test]
+    fn the_grouped_weight_gradient_matches_the_per_sample_one() {
+        let g = |batch, size, stride| ConvGeometry {
+            batch,
+            channels_in: 3,
+            channels_out: 5,
+            size,
+            kernel: 3,
+            stride,
+            padding: 1,
+        };
+        for (i, g) in [g(11, [4, 4, 4], 1), g(7, [8, 8, 7], 2), g(3, [3, 4, 2], 1)]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(batched::pays(&g) && !dense::pays(&g), "{g:?}");
+            let x = values(g.input_len(), 1300 + i as u64);
+            let w = values(g.weight_len(), 1400 + i as u64);
+            let dy = values(g.output_len(), 1500 + i as u64);
+            let (_, want) = backward_by(&g, &x, &w, &dy, (false, true), Kernels::GEMM);
+            let want = want.unwrap();
+            // ⟨dy, conv(x, V)⟩ = ⟨∂W, V⟩ for a random V, by the definition in f64.
+            let v = values(g.weight_len(), 1600 + i as u64);
+            let want_v: f64 = direct(&g, &x, &v)
+                .iter()
+                .zip(&dy)
+                .map(|(a, b)| a * *b as f64)
+                .sum();
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| batched::weight_gradient(&g, &x, &dy));
+                for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                        "{g:?} {threads} threads dw[{j}]: {a} vs {b}"
+                    );
+                }
+                let got_v: f64 = got.iter().zip(&v).map(|(a, b)| *a as f64 * *b as f64).sum();
+                assert!(
+                    (got_v - want_v).abs() < 1e-4 * (1.0 + want_v.abs()),
+                    "{g:?} {threads} threads: {got_v} vs {want_v}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_direct_weight_gradient_agrees_on_short_lines() {
         for size in [[3, 5, 8], [3, 3, 4]] {

@@ -6,6 +6,7 @@
 //! bias and the leaky ReLU after it run in the same op ([`fused`]); a leaky ReLU on its own
 //! ([`leaky_relu()`]) and the 2× resampling ([`resample`]) are ops of their own the same way.
 
+mod batched;
 mod dense;
 pub mod direct;
 mod fused;
