@@ -28,7 +28,7 @@ pub fn potential_update<F: Module + Sync, const D: usize>(
     replicas: &Replicas,
 ) -> (F, f64) {
     let (grads, reported) = replicas.grads(&f, |f, share| {
-        let (f_t_x, f_y) = (score(f, share.of(&t_x)), score(f, share.of(&y)));
+        let (f_t_x, f_y) = scores_of_both(f, &score, share.of(&t_x), share.of(&y));
         let loss = potential_loss(f_t_x.clone(), f_y.clone(), objective.w);
         let minimized = if objective.drift > 0.0 {
             loss.clone() + drift_penalty(f_t_x, f_y, objective.drift)
@@ -42,6 +42,21 @@ pub fn potential_update<F: Module + Sync, const D: usize>(
     });
     let f = optimizer.step(lr, f, grads);
     (f, reported[0])
+}
+
+/// `(score(f, a), score(f, b))` from one forward of f over `[a; b]`: the potentials score
+/// each sample on its own, so this is the same as two forwards, while the kernels get twice
+/// the samples per call and the step half the calls (f-steps 3–12% faster at batch 16 and
+/// 64, `ot3d bench steps`, interleaved, Intel Xeon 2 cores).
+fn scores_of_both<F, const D: usize>(
+    f: &F,
+    score: impl Fn(&F, Tensor<D>) -> Tensor<2>,
+    a: Tensor<D>,
+    b: Tensor<D>,
+) -> (Tensor<2>, Tensor<2>) {
+    let (n, m) = (a.dims()[0], b.dims()[0]);
+    let both = score(f, Tensor::cat(vec![a, b], 0));
+    (both.clone().narrow(0, 0, n), both.narrow(0, n, m))
 }
 
 /// The strong-cost T-step's update on any map: minimizes
@@ -185,7 +200,8 @@ mod tests {
     use super::*;
     use crate::device::with_seed;
     use crate::gaussian::nets::MlpConfig;
-    use burn::optim::AdamConfig;
+    use burn::module::{ModuleVisitor, Param};
+    use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::Device;
 
     const STEPS: usize = 60;
@@ -240,5 +256,64 @@ mod tests {
         assert!((held + 1.0).abs() < 0.1, "L_f with drift 1: {held}");
         assert!(held_max < 1.0, "largest |score| with drift 1: {held_max}");
         assert!(plain_max > 10.0 * held_max, "{plain_max} vs {held_max}");
+    }
+
+    /// One forward over `[a; b]` gives each half the scores, and f the gradient, of two
+    /// forwards: the voxel potential scores each digit on its own.
+    #[test]
+    fn scoring_both_batches_at_once_equals_two_forwards() {
+        use ot3d_models::nets::PotentialConfig;
+        let device = Device::flex().autodiff();
+        let f = with_seed(&device, 3, || {
+            PotentialConfig::new()
+                .with_width(2)
+                .with_stages(2)
+                .init(&device)
+        });
+        let batch = |seed: u64, n: usize| {
+            let mut rng = ot3d_models::rng::SeedRng::new(seed);
+            let values: Vec<f32> = (0..n * 3 * 16 * 16 * 16)
+                .map(|_| rng.uniform_f32())
+                .collect();
+            Tensor::<1>::from_floats(values.as_slice(), &device).reshape([n, 3, 16, 16, 16])
+        };
+        let (a, b) = (batch(1, 3), batch(2, 2));
+        let score = |f: &Potential, v: Tensor<5>| f.forward(v);
+        let (both_a, both_b) = scores_of_both(&f, score, a.clone(), b.clone());
+        let (one_a, one_b) = (f.forward(a), f.forward(b));
+        let values = |t: &Tensor<2>| t.to_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(both_a.dims(), [3, 1]);
+        assert_eq!(both_b.dims(), [2, 1]);
+        let close = |x: Vec<f32>, y: Vec<f32>, what: &str| {
+            assert_eq!(x.len(), y.len(), "{what}");
+            for (p, q) in x.iter().zip(&y) {
+                assert!(
+                    (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
+                    "{what}: {p} vs {q}"
+                );
+            }
+        };
+        close(values(&both_a), values(&one_a), "f(a)");
+        close(values(&both_b), values(&one_b), "f(b)");
+        // The gradient of f(a)·1 + f(b)·2 for every parameter of f, both ways.
+        let gradient = |s_a: Tensor<2>, s_b: Tensor<2>| {
+            let loss = s_a.sum() + s_b.sum().mul_scalar(2.0);
+            let grads = GradientsParams::from_grads(loss.backward(), &f);
+            struct Collect<'a>(&'a GradientsParams, Vec<f32>);
+            impl ModuleVisitor for Collect<'_> {
+                fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                    let grad = self.0.get::<D>(param.id).expect("a gradient per parameter");
+                    self.1.extend(grad.into_data().try_to_vec::<f32>().unwrap());
+                }
+            }
+            let mut collect = Collect(&grads, Vec::new());
+            f.visit(&mut collect);
+            collect.1
+        };
+        let (a, b) = (batch(1, 3), batch(2, 2));
+        let together = gradient(both_a, both_b);
+        let apart = gradient(f.forward(a), f.forward(b));
+        assert!(!together.is_empty());
+        close(together, apart, "gradients");
     }
 }
