@@ -749,11 +749,12 @@ pub(super) fn weight_gradient_sample(
     }
 }
 
-/// Whether the weight gradient's direct kernel beats im2col + GEMM on `g`: where lines fill
-/// whole vectors. On 8³ volumes, two lines to an AVX-512 vector, it ran at half the GEMM's
-/// rate (`ot3d bench conv --channels-in 32 --channels-out 32 --size 8`: 50 vs 95 GFLOP/s).
+/// Whether a direct weight gradient beats im2col + GEMM on `g`: where lines fill whole
+/// vectors (on 8³ volumes, two lines to an AVX-512 vector, it ran at half the GEMM's rate,
+/// `ot3d bench conv --channels-in 32 --channels-out 32 --size 8`: 50 vs 95 GFLOP/s), or
+/// with AVX-512 where the lanes run over output channels instead.
 pub(super) fn weight_gradient_pays(g: &ConvGeometry, isa: Isa) -> bool {
-    g.output_size()[2] >= lanes(isa)
+    g.output_size()[2] >= lanes(isa) || (isa == Isa::Avx512 && super::channel_gradient::pays(g))
 }
 
 /// Output vectors per pass of the weight gradient's kernel through the taps.

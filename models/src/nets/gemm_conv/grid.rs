@@ -4,6 +4,7 @@
 //! bounds-checked segment per output line. The GEMMs also cover the padding's positions
 //! (~27% more columns at 16³), whose results are dropped.
 
+use super::channel_gradient;
 use super::direct::{self, Isa};
 use super::kernels::{ConvGeometry, Operand, gemm_into};
 
@@ -277,7 +278,9 @@ pub fn forward_sample_direct(
 }
 
 /// Adds one sample's weight gradient into `dw_t` (∂W transposed, `[C_in·k³ × C_out]`) by
-/// the direct kernel: the input padded once, then read in place.
+/// a direct kernel: the input padded once, then read in place. With AVX-512 and 16 output
+/// channels or more, lanes over output channels ([`channel_gradient`]), else over output
+/// positions ([`direct`]).
 pub fn weight_gradient_sample_direct(
     (isa, plan): (Isa, &direct::Plan),
     g: &ConvGeometry,
@@ -286,6 +289,18 @@ pub fn weight_gradient_sample_direct(
     dw_t: &mut [f32],
     scratch: &mut Scratch,
 ) {
+    if isa == Isa::Avx512 && channel_gradient::pays(g) {
+        let mut dy_t = std::mem::take(&mut scratch.out_tile);
+        channel_gradient::weight_gradient_sample(
+            g,
+            padded_sample(g, x, scratch),
+            dy,
+            dw_t,
+            &mut dy_t,
+        );
+        scratch.out_tile = dy_t;
+        return;
+    }
     direct::weight_gradient_sample(isa, g, plan, padded_sample(g, x, scratch), dy, dw_t);
 }
 

@@ -1068,6 +1068,68 @@ mod tests {
 
     /// The direct weight gradient where [`backward`] leaves it to the GEMM (lines of 8 or 4,
     /// two or four to an AVX-512 vector) still agrees with it, in every version this CPU runs.
+    /// The weight gradient with lanes over output channels (AVX-512): one block of 16
+    /// channels, a partial second and third block, paddings 0–2 (2: an input gradient's
+    /// geometry), lines of 8–10; against im2col + GEMM and the definition.
+    #[test]
+    fn the_channel_vector_weight_gradient_matches_the_gemm() {
+        if !Isa::Avx512.available() {
+            eprintln!("no AVX-512 here: the channel-vector weight gradient is not run");
+            return;
+        }
+        let g = |batch, channels_in, channels_out, size, padding| ConvGeometry {
+            batch,
+            channels_in,
+            channels_out,
+            size,
+            kernel: 3,
+            stride: 1,
+            padding,
+        };
+        let avx512 = Kernels {
+            direct: Some(Isa::Avx512),
+            dense: true,
+            batched: true,
+        };
+        for (i, g) in [
+            g(2, 3, 16, [3, 4, 8], 1),
+            g(2, 2, 17, [8, 8, 8], 1),
+            g(1, 2, 33, [4, 3, 9], 0),
+            g(1, 1, 16, [3, 3, 10], 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert!(
+                g.on_grid() && super::super::channel_gradient::pays(&g),
+                "{g:?}"
+            );
+            let x = values(g.input_len(), 1700 + i as u64);
+            let w = values(g.weight_len(), 1800 + i as u64);
+            let dy = values(g.output_len(), 1900 + i as u64);
+            let (_, want) = backward_by(&g, &x, &w, &dy, (false, true), Kernels::GEMM);
+            let (_, got) = backward_by(&g, &x, &w, &dy, (false, true), avx512);
+            let (want, got) = (want.unwrap(), got.unwrap());
+            for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                    "{g:?} dw[{j}]: {a} vs {b}"
+                );
+            }
+            let v = values(g.weight_len(), 2000 + i as u64);
+            let want_v: f64 = direct(&g, &x, &v)
+                .iter()
+                .zip(&dy)
+                .map(|(a, b)| a * *b as f64)
+                .sum();
+            let got_v: f64 = got.iter().zip(&v).map(|(a, b)| *a as f64 * *b as f64).sum();
+            assert!(
+                (got_v - want_v).abs() < 1e-4 * (1.0 + want_v.abs()),
+                "{g:?}: {got_v} vs {want_v}"
+            );
+        }
+    }
+
     /// The weight gradient over groups of samples: runs of several groups with a partial
     /// last one (batch 11 at 4³: groups of 4 on 2 threads, 4 + 1 and 4 + 2), stride 2, and
     /// a pool of 1 and of 3 threads; against the per-sample GEMM and the definition.

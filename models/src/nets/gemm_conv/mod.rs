@@ -7,6 +7,7 @@
 //! ([`leaky_relu()`]) and the 2× resampling ([`resample`]) are ops of their own the same way.
 
 mod batched;
+mod channel_gradient;
 mod dense;
 pub mod direct;
 mod fused;
