@@ -107,6 +107,23 @@ pub(crate) fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f64) -> Tensor<D> 
     }
 }
 
+/// `shortcut + scale · branch`: one op on the CPU device where the trainer built the kernels
+/// in (feature `gemm-conv`), burn's ops everywhere else.
+pub(crate) fn scaled_residual<const D: usize>(
+    shortcut: Tensor<D>,
+    branch: Tensor<D>,
+    scale: f64,
+) -> Tensor<D> {
+    #[cfg(feature = "gemm-conv")]
+    {
+        gemm_conv::scaled_residual(shortcut, branch, scale)
+    }
+    #[cfg(not(feature = "gemm-conv"))]
+    {
+        shortcut + branch.mul_scalar(scale)
+    }
+}
+
 /// Held while a network's initial weights are drawn. burn seeds a backend's RNG globally,
 /// so a network built on another thread between someone's seed and their init would
 /// change those seeded weights: every init in this process, seeded or not, takes this.

@@ -4,7 +4,7 @@
 
 use super::leaky_relu;
 use super::resample::avg_pool2;
-use super::{conv3d, conv3d_leaky};
+use super::{conv3d, conv3d_leaky, scaled_residual};
 use burn::config::Config;
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
@@ -76,7 +76,7 @@ impl ResBlock {
             Some(s) => conv3d(s, x),
             None => x,
         };
-        shortcut + dx.mul_scalar(RESIDUAL_SCALE)
+        scaled_residual(shortcut, dx, RESIDUAL_SCALE)
     }
 }
 

@@ -20,11 +20,13 @@ pub(super) fn pays(g: &ConvGeometry) -> bool {
     g.stride == 1 && g.kernel == 3 && g.channels_out >= LANES && !g.output_size().contains(&0)
 }
 
-/// `dy: [C_out, n]` → `dy_t: [n, C_out rounded up to 16]`, the extra channels zero.
+/// `dy: [C_out, n]` → `dy_t: [n, C_out rounded up to 16]`. The extra channels keep whatever
+/// the buffer held: lanes do not mix, and their sums are dropped.
 fn transpose_padded(dy: &[f32], channels: usize, n: usize, dy_t: &mut Vec<f32>) -> usize {
     let stride = channels.next_multiple_of(LANES);
-    dy_t.clear();
-    dy_t.resize(n * stride, 0.0);
+    if dy_t.len() < n * stride {
+        dy_t.resize(n * stride, 0.0);
+    }
     const BLOCK: usize = 64;
     for p0 in (0..n).step_by(BLOCK) {
         for (c, dy_c) in dy.chunks_exact(n).enumerate() {

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::{f32_slice, flex_tensor, kernels_run_on};
 
-/// Elements per parallel chunk of the backward pass.
+/// Elements per parallel chunk of the forward and backward passes.
 const CHUNK: usize = 1 << 16;
 
 /// The custom op: leaky ReLU differentiable through its own one-pass backward.
@@ -27,8 +27,37 @@ pub trait LeakyReluBackend: Backend {
 
 impl LeakyReluBackend for Flex {
     fn fused_leaky_relu(x: FlexTensor, slope: f64) -> FlexTensor {
-        <Flex as ActivationOps<Flex>>::leaky_relu(x, slope.into())
+        match x.as_slice::<f32>() {
+            Some(values) => {
+                let y = leaky_relu_forward(values, slope as f32);
+                flex_tensor(y, x.shape().to_vec())
+            }
+            None => <Flex as ActivationOps<Flex>>::leaky_relu(x, slope.into()),
+        }
     }
+}
+
+/// `x` where x ≥ 0, `slope · x` elsewhere, in chunks on every thread: burn's leaky ReLU runs
+/// on the calling thread while the kernels' workers wait (~1% of a step at width 16).
+pub(crate) fn leaky_relu_forward(x: &[f32], slope: f32) -> Vec<f32> {
+    map_parallel(x, |v| v * if v >= 0.0 { 1.0 } else { slope })
+}
+
+/// `x.iter().map(f)` collected in chunks of [`CHUNK`] on rayon's threads, written straight
+/// into the result's spare capacity.
+pub(crate) fn map_parallel(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = Vec::with_capacity(x.len());
+    y.spare_capacity_mut()
+        .par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                y.write(f(x));
+            }
+        });
+    // SAFETY: the chunks cover the spare capacity's first `x.len()` values, each written.
+    unsafe { y.set_len(x.len()) };
+    y
 }
 
 /// ∂x = ∂y where y ≥ 0 (or NaN), slope · ∂y where y < 0, from the output y: for a positive
@@ -151,7 +180,13 @@ mod tests {
 
     #[test]
     fn forward_and_gradient_equal_burns_leaky_relu() {
-        let shape = [2, 3, 5, 4, 6];
+        // One chunk, and several with a partial last one.
+        for shape in [[2, 3, 5, 4, 6], [2, 3, 40, 30, 19]] {
+            forward_and_gradient_equal_burns(shape);
+        }
+    }
+
+    fn forward_and_gradient_equal_burns(shape: [usize; 5]) {
         let x = input(shape);
         let r = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex());
         assert_eq!(

@@ -4,7 +4,8 @@
 //! 0.22's own Flex conv3d runs its weight gradient as a convolution with a 16³ "kernel", the
 //! slowest part of a step. Other devices and dtypes keep burn's `Conv3d::forward`. A conv's
 //! bias and the leaky ReLU after it run in the same op ([`fused`]); a leaky ReLU on its own
-//! ([`leaky_relu()`]) and the 2× resampling ([`resample`]) are ops of their own the same way.
+//! ([`leaky_relu()`]), the 2× resampling ([`resample`]) and the residual sum ([`residual`])
+//! are ops of their own the same way.
 
 mod batched;
 mod channel_gradient;
@@ -15,9 +16,11 @@ mod grid;
 pub mod kernels;
 mod leaky_relu;
 mod resample;
+mod residual;
 
 pub use leaky_relu::leaky_relu;
 pub use resample::{avg_pool2, resample_runs_on, upsample_nearest2};
+pub use residual::scaled_residual;
 
 use super::uniform_geometry;
 use super::{ConvRoute, conv_route};
