@@ -1,4 +1,4 @@
-//! The weight gradient of 3×3×3 stride-1 convolutions with SIMD lanes over output channels
+//! The weight gradient of 3×3×3 convolutions (stride 1 or 2) with SIMD lanes over output channels
 //! (AVX-512): `∂Wᵀ[(ci, tap), co] = Σ_p x[ci, p + tap] · dy[co, p]` with 16 output channels
 //! in a vector and the 27 taps of one input channel in 27 registers, each input value
 //! broadcast from memory into its FMA. dy is transposed to `[p, C_out]` once per sample.
@@ -14,10 +14,13 @@ const LANES: usize = 16;
 /// Taps of a 3×3×3 kernel.
 const TAPS: usize = 27;
 
-/// Whether `g`'s weight gradient runs here on a CPU with AVX-512: stride 1, a 3×3×3 kernel
-/// and at least 16 output channels (fewer would leave lanes empty).
+/// Whether `g`'s weight gradient runs here on a CPU with AVX-512: stride 1 or 2, a 3×3×3
+/// kernel and at least 16 output channels (fewer would leave lanes empty).
 pub(super) fn pays(g: &ConvGeometry) -> bool {
-    g.stride == 1 && g.kernel == 3 && g.channels_out >= LANES && !g.output_size().contains(&0)
+    (g.stride == 1 || g.stride == 2)
+        && g.kernel == 3
+        && g.channels_out >= LANES
+        && !g.output_size().contains(&0)
 }
 
 /// `dy: [C_out, n]` → `dy_t: [n, C_out rounded up to 16]`. The extra channels keep whatever
@@ -67,8 +70,12 @@ pub(super) fn weight_gradient_sample(
         g.channels_in * TAPS * c_out,
         "weight gradient length"
     );
-    // Stride 1 and kernel 3: the output grid plus the kernel's reach fits the padded grid.
-    assert!(od + 2 <= dp && oh + 2 <= hp && ow + 2 <= wp, "{g:?}");
+    // The last output's reach, (o − 1)·s + 3, fits the padded grid on every axis.
+    let reach = |o: usize| (o - 1) * g.stride + 3;
+    assert!(
+        reach(od) <= dp && reach(oh) <= hp && reach(ow) <= wp,
+        "{g:?}"
+    );
     let stride = transpose_padded(dy, c_out, n, dy_t);
     let mut sums = [0.0f32; TAPS * LANES];
     for (ci, x_c) in padded.chunks_exact(volume).enumerate() {
@@ -78,13 +85,18 @@ pub(super) fn weight_gradient_sample(
                 slab: hp * wp,
                 row: wp,
                 output: [od, oh, ow],
+                stride: g.stride,
             };
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F is present (asserted above); the reads are inside `x_c` (the
-            // output grid plus 2 on every axis fits the padded grid, asserted above) and
+            // SAFETY: AVX-512F is present (asserted above); the reads are inside `x_c` (every
+            // output's reach fits the padded grid, asserted above) and
             // `dy_t[p·stride + c0..][..16]` for p < n (c0 + 16 ≤ stride).
             unsafe {
-                x86::channel_sums(&lines, &dy_t[c0..], stride, &mut sums)
+                if g.stride == 1 {
+                    x86::channel_sums::<1>(&lines, &dy_t[c0..], stride, &mut sums)
+                } else {
+                    x86::channel_sums::<2>(&lines, &dy_t[c0..], stride, &mut sums)
+                }
             };
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("AVX-512 only");
@@ -98,12 +110,13 @@ pub(super) fn weight_gradient_sample(
     }
 }
 
-/// One padded input channel and the output grid it is read on.
+/// One padded input channel and the output grid it is read on, at `stride`.
 struct Lines<'a> {
     x: &'a [f32],
     slab: usize,
     row: usize,
     output: [usize; 3],
+    stride: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -111,14 +124,14 @@ mod x86 {
     use super::{LANES, Lines, TAPS};
     use std::arch::x86_64::*;
 
-    /// `sums[tap][lane] = Σ_p x[p + tap] · dy_t[p·stride + lane]` over the output positions
-    /// p of `lines`.
+    /// `sums[tap][lane] = Σ_p x[S·p + tap] · dy_t[p·stride + lane]` over the output
+    /// positions p of `lines` (`S`: the conv's stride, `lines.stride`).
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `lines.x` holds the output grid plus 2 on every axis, and
-    /// `dy_t` holds 16 floats from every `p·stride`.
+    /// The CPU has AVX-512F; `lines.x` holds every output's reach, `(o − 1)·S + 3` on every
+    /// axis, and `dy_t` holds 16 floats from every `p·stride`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn channel_sums(
+    pub(super) unsafe fn channel_sums<const S: usize>(
         lines: &Lines,
         dy_t: &[f32],
         stride: usize,
@@ -129,7 +142,8 @@ mod x86 {
         let mut acc = [_mm512_setzero_ps(); TAPS];
         for d in 0..od {
             for h in 0..oh {
-                let base = x.wrapping_add(d * lines.slab + h * lines.row);
+                debug_assert_eq!(lines.stride, S);
+                let base = x.wrapping_add(S * (d * lines.slab + h * lines.row));
                 // The nine input lines (kd, kh) this output line reads.
                 let rows: [*const f32; 9] = std::array::from_fn(|j| {
                     base.wrapping_add((j / 3) * lines.slab + (j % 3) * lines.row)
@@ -140,8 +154,8 @@ mod x86 {
                     let dyv = unsafe { _mm512_loadu_ps(dy_line.add(w * stride)) };
                     for (j, row) in rows.iter().enumerate() {
                         for kw in 0..3 {
-                            // SAFETY: by the contract (w + kw < OW + 2).
-                            let xv = unsafe { _mm512_set1_ps(*row.add(w + kw)) };
+                            // SAFETY: by the contract (S·w + kw < (OW − 1)·S + 3).
+                            let xv = unsafe { _mm512_set1_ps(*row.add(S * w + kw)) };
                             acc[j * 3 + kw] = _mm512_fmadd_ps(xv, dyv, acc[j * 3 + kw]);
                         }
                     }

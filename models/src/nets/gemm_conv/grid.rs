@@ -225,10 +225,106 @@ fn im2col(
     }
 }
 
+/// Where [`padded_by_phase`] puts things: the length of one W phase, of a padded W line (all
+/// `s` phases), of a padded (H, W) plane and of a padded channel.
+fn phase_layout(g: &ConvGeometry) -> [usize; 4] {
+    let s = g.stride;
+    let [dp, hp, wp] = g.size.map(|n| n + 2 * g.padding);
+    let phase = wp.div_ceil(s);
+    let line = s * phase;
+    [phase, line, hp * line, dp * hp * line]
+}
+
+/// The input W positions of a line in runs by phase: `(i0, j0, count)` pairs input
+/// `i0 + k·s` with phase-layout position `j0 + k` ([`padded_by_phase`]) for `k < count`.
+fn phase_runs(g: &ConvGeometry, phase: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let (s, p, w) = (g.stride, g.padding, g.size[2]);
+    (0..s).filter_map(move |r| {
+        // The first input i with (i + p) mod s = r.
+        let i0 = (r + s - p % s) % s;
+        (i0 < w).then(|| (i0, r * phase + (i0 + p) / s, (w - i0).div_ceil(s)))
+    })
+}
+
+/// The interior lines of a sample `[C_in, D, H, W]`: each line's start in the sample and in
+/// the phase layout ([`phase_layout`]).
+fn for_each_phase_line(g: &ConvGeometry, mut visit: impl FnMut(usize, usize)) {
+    let p = g.padding;
+    let [d, h, w] = g.size;
+    let [_, line, plane, volume] = phase_layout(g);
+    for c in 0..g.channels_in {
+        for z in 0..d {
+            for y in 0..h {
+                visit(
+                    ((c * d + z) * h + y) * w,
+                    c * volume + (z + p) * plane + (y + p) * line,
+                );
+            }
+        }
+    }
+}
+
+/// One sample `x: [C_in, D, H, W]` zero-padded with each padded W line stored by phase,
+/// `[C_in, Dp, Hp, s, ⌈Wp/s⌉]`: padded voxel w at `(w mod s)·⌈Wp/s⌉ + w div s` (stride 1: the
+/// plain padded grid). The W positions a stride-s conv reads for one output line and tap are
+/// then one contiguous run.
+fn padded_by_phase<'a>(g: &ConvGeometry, x: &[f32], scratch: &'a mut Scratch) -> &'a [f32] {
+    let [phase, _, _, volume] = phase_layout(g);
+    let padded = sized(&mut scratch.padded, g.channels_in * volume);
+    padded.fill(0.0);
+    let (s, w) = (g.stride, g.size[2]);
+    let runs: Vec<_> = phase_runs(g, phase).collect();
+    for_each_phase_line(g, |src, dst| {
+        for &(i0, j0, count) in &runs {
+            let to = &mut padded[dst + j0..dst + j0 + count];
+            for (k, v) in to.iter_mut().enumerate() {
+                *v = x[src + i0 + k * s];
+            }
+        }
+        debug_assert!(runs.iter().map(|r| r.2).sum::<usize>() == w);
+    });
+    padded
+}
+
+/// The adjoint of [`padded_by_phase`]: adds the interior of `padded` onto `dx: [C_in, D, H, W]`.
+fn add_unpadded(g: &ConvGeometry, padded: &[f32], dx: &mut [f32]) {
+    let [phase, ..] = phase_layout(g);
+    let s = g.stride;
+    let runs: Vec<_> = phase_runs(g, phase).collect();
+    for_each_phase_line(g, |dst, src| {
+        for &(i0, j0, count) in &runs {
+            for (k, v) in padded[src + j0..src + j0 + count].iter().enumerate() {
+                dx[dst + i0 + k * s] += v;
+            }
+        }
+    });
+}
+
+/// Calls `visit(row, tile_line, phase_start)` for every im2col line of a sample: row `row`,
+/// output line `tile_line` (`OW` entries from `row·row_stride + tile_line·OW`), which reads
+/// the phase layout's `OW` values from `phase_start`.
+fn for_each_im2col_line(g: &ConvGeometry, mut visit: impl FnMut(usize, usize, usize)) {
+    let [od, oh, _] = g.output_size();
+    let (k, s) = (g.kernel, g.stride);
+    let [phase, line, plane, volume] = phase_layout(g);
+    for row in 0..g.channels_in * k.pow(3) {
+        let (c, tap) = (row / k.pow(3), row % k.pow(3));
+        let (kd, kh, kw) = (tap / (k * k), tap / k % k, tap % k);
+        // Where output (0, 0, 0) reads for this row.
+        let origin = c * volume + kd * plane + kh * line + (kw % s) * phase + kw / s;
+        for d in 0..od {
+            for h in 0..oh {
+                visit(row, d * oh + h, origin + (d * plane + h * line) * s);
+            }
+        }
+    }
+}
+
 /// The im2col matrix of one sample `x: [C_in, D, H, W]` of any stride, for all its output
 /// lines: `tile: [C_in·k³, ≥ V_out]` with rows `row_stride` apart. The input is padded once
-/// first, so every tile line is a plain copy of `OW` values (strided at stride > 1), where the
-/// im2col on the unpadded input works out which outputs read padding, line by line.
+/// first, by W phase ([`padded_by_phase`]), so every tile line is a plain copy of `OW`
+/// values, where an im2col on the unpadded input works out which outputs read padding,
+/// line by line (~5 ns a line: most of a stride-2 conv's forward at batch 16).
 pub fn im2col_sample(
     g: &ConvGeometry,
     x: &[f32],
@@ -236,31 +332,55 @@ pub fn im2col_sample(
     tile: &mut [f32],
     scratch: &mut Scratch,
 ) {
-    let grid = Grid::new(g);
-    let padded = padded_sample(g, x, scratch);
-    let [od, oh, ow] = grid.output;
-    let [_, hp, wp] = grid.padded;
-    let (k, s) = (g.kernel, g.stride);
-    let line_step = s * wp;
-    let plane_step = s * hp * wp;
-    for row in 0..g.channels_in * k.pow(3) {
-        // The padded voxel output (0, 0, 0) reads for this row.
-        let origin = grid.row_offset(k, row);
-        let mut lines = tile[row * row_stride..][..od * oh * ow].chunks_exact_mut(ow.max(1));
-        for d in 0..od {
-            let plane = origin + d * plane_step;
-            for (h, dst) in (0..oh).zip(&mut lines) {
-                let start = plane + h * line_step;
-                if s == 1 {
-                    copy_line(dst, &padded[start..start + ow]);
-                } else {
-                    for (w, v) in dst.iter_mut().enumerate() {
-                        *v = padded[start + w * s];
-                    }
-                }
-            }
+    let ow = g.output_size()[2];
+    let padded = padded_by_phase(g, x, scratch);
+    for_each_im2col_line(g, |row, tile_line, start| {
+        let dst = &mut tile[row * row_stride + tile_line * ow..][..ow];
+        copy_line(dst, &padded[start..start + ow]);
+    });
+}
+
+/// The adjoint of [`im2col_sample`]: adds every entry of `tile` (rows `row_stride` apart)
+/// back onto the input voxel it reads, `dx: [C_in, D, H, W]` (accumulated): plain adds of
+/// lines into a padded buffer, then its interior onto `dx`.
+pub fn col2im_sample(
+    g: &ConvGeometry,
+    tile: &[f32],
+    row_stride: usize,
+    dx: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let ow = g.output_size()[2];
+    let [.., volume] = phase_layout(g);
+    let mut padded = std::mem::take(&mut scratch.padded_grad);
+    let acc = sized(&mut padded, g.channels_in * volume);
+    acc.fill(0.0);
+    for_each_im2col_line(g, |row, tile_line, start| {
+        let src = &tile[row * row_stride + tile_line * ow..][..ow];
+        for (a, v) in acc[start..start + ow].iter_mut().zip(src) {
+            *a += v;
         }
-    }
+    });
+    add_unpadded(g, acc, dx);
+    scratch.padded_grad = padded;
+}
+
+/// One sample's output `y: [C_out, OD·OH·OW]` from `weight: [C_out, C_in·k³]`, any stride:
+/// [`im2col_sample`] and one GEMM.
+pub fn forward_sample_strided(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let (rows, n) = (g.channels_in * g.kernel.pow(3), g.output_voxels());
+    let mut tile = std::mem::take(&mut scratch.tile);
+    let patches = sized(&mut tile, rows * n);
+    im2col_sample(g, x, n, patches, scratch);
+    let (w, patches) = (Operand::new(weight, rows, 1), Operand::new(patches, n, 1));
+    gemm_into((g.channels_out, n, rows), y, n, false, w, patches);
+    scratch.tile = tile;
 }
 
 /// One sample's output `y: [C_out, OD·OH·OW]` by the direct kernel, from
@@ -290,18 +410,24 @@ pub fn weight_gradient_sample_direct(
     scratch: &mut Scratch,
 ) {
     if isa == Isa::Avx512 && channel_gradient::pays(g) {
-        let mut dy_t = std::mem::take(&mut scratch.out_tile);
-        channel_gradient::weight_gradient_sample(
-            g,
-            padded_sample(g, x, scratch),
-            dy,
-            dw_t,
-            &mut dy_t,
-        );
-        scratch.out_tile = dy_t;
+        weight_gradient_sample_channels(g, x, dy, dw_t, scratch);
         return;
     }
     direct::weight_gradient_sample(isa, g, plan, padded_sample(g, x, scratch), dy, dw_t);
+}
+
+/// Adds one sample's weight gradient into `dw_t` by [`channel_gradient`] (AVX-512; where it
+/// [`pays`](channel_gradient::pays)), from the input padded once.
+pub fn weight_gradient_sample_channels(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw_t: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    let mut dy_t = std::mem::take(&mut scratch.out_tile);
+    channel_gradient::weight_gradient_sample(g, padded_sample(g, x, scratch), dy, dw_t, &mut dy_t);
+    scratch.out_tile = dy_t;
 }
 
 /// One sample `x: [C_in, D, H, W]` zero-padded into the scratch's padded buffer.

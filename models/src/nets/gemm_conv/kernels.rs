@@ -5,6 +5,7 @@
 //! GEMM and a col2im.
 
 use super::batched;
+use super::channel_gradient;
 use super::dense;
 use super::direct::{self, Isa};
 use super::grid;
@@ -169,126 +170,6 @@ fn kernels() -> Kernels {
         dense: true,
         batched: true,
     }
-}
-
-/// The output positions `o` (of `count`) whose input index `o·stride + offset − padding`
-/// falls inside `0..size`, as a range.
-fn valid_outputs(
-    count: usize,
-    size: usize,
-    stride: usize,
-    offset: usize,
-    padding: usize,
-) -> std::ops::Range<usize> {
-    // o·s + offset ≥ padding  ⇔  o ≥ ceil((padding − offset) / s)
-    let lo = padding.saturating_sub(offset).div_ceil(stride);
-    // o·s + offset − padding ≤ size − 1  ⇔  o ≤ (size − 1 + padding − offset) / s
-    let hi = match (size + padding).checked_sub(offset + 1) {
-        Some(top) => (top / stride + 1).min(count),
-        None => 0,
-    };
-    lo.min(hi)..hi
-}
-
-/// Output lines (one per output (d, h), `OW` voxels each) per im2col tile: the tile
-/// `[C_in·k³, lines·OW]` stays near 256 KiB, so it is still in cache when the GEMM packs it.
-fn tile_lines(g: &ConvGeometry) -> usize {
-    const TILE_FLOATS: usize = 64 * 1024;
-    let [_, _, ow] = g.output_size();
-    (TILE_FLOATS / (g.patch_rows() * ow).max(1)).max(1)
-}
-
-/// The tiles of one sample's output lines: `lines` = OD·OH split into runs of `per_tile`.
-fn line_tiles(g: &ConvGeometry) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let [od, oh, _] = g.output_size();
-    let (lines, per_tile) = (od * oh, tile_lines(g));
-    (0..lines.div_ceil(per_tile)).map(move |t| t * per_tile..((t + 1) * per_tile).min(lines))
-}
-
-/// Visits the im2col segments of output lines `lines` of one sample: for each channel and
-/// kernel offset (one row of the tile) and each output (d, h) line, the W-range of outputs
-/// that read the input. `visit(col_start, input_start, outputs, OW)` pairs
-/// `tile[col_start + o]` with `x[input_start + o·stride]` for `o` in `outputs`; the rest of
-/// the segment's `OW` entries read padding. The tile is `[C_in·k³, lines.len()·OW]`.
-fn for_each_patch_line(
-    g: &ConvGeometry,
-    lines: &std::ops::Range<usize>,
-    mut visit: impl FnMut(usize, isize, &std::ops::Range<usize>, usize),
-) {
-    let [d, h, w] = g.size;
-    let [od, oh, ow] = g.output_size();
-    let (k, s, p) = (g.kernel, g.stride, g.padding);
-    let width = lines.len() * ow;
-    for c in 0..g.channels_in {
-        for kd in 0..k {
-            let valid_d = valid_outputs(od, d, s, kd, p);
-            for kh in 0..k {
-                let valid_h = valid_outputs(oh, h, s, kh, p);
-                for kw in 0..k {
-                    let valid_w = valid_outputs(ow, w, s, kw, p);
-                    let row = ((c * k + kd) * k + kh) * k + kw;
-                    for (i, line) in lines.clone().enumerate() {
-                        let (o_d, o_h) = (line / oh, line % oh);
-                        let col_start = row * width + i * ow;
-                        if !valid_d.contains(&o_d) || !valid_h.contains(&o_h) {
-                            visit(col_start, 0, &(0..0), ow);
-                            continue;
-                        }
-                        let i_d = o_d * s + kd - p;
-                        let i_h = o_h * s + kh - p;
-                        let line_start = ((c * d + i_d) * h + i_h) * w;
-                        // x index of output o is line_start + o·s + kw − p.
-                        let input_start = line_start as isize + kw as isize - p as isize;
-                        visit(col_start, input_start, &valid_w, ow);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// im2col of output lines `lines` of one sample `x: [C_in, D, H, W]` into
-/// `tile: [C_in·k³, lines.len()·OW]`.
-fn im2col(g: &ConvGeometry, x: &[f32], lines: &std::ops::Range<usize>, tile: &mut [f32]) {
-    let s = g.stride;
-    for_each_patch_line(g, lines, |col_start, input_start, valid, width| {
-        let segment = &mut tile[col_start..col_start + width];
-        segment[..valid.start].fill(0.0);
-        segment[valid.end..].fill(0.0);
-        if valid.is_empty() {
-            return;
-        }
-        let first = (input_start + (valid.start * s) as isize) as usize;
-        if s == 1 {
-            segment[valid.clone()].copy_from_slice(&x[first..first + valid.len()]);
-        } else {
-            for (i, o) in valid.clone().enumerate() {
-                segment[o] = x[first + i * s];
-            }
-        }
-    });
-}
-
-/// The adjoint of [`im2col`]: adds every tile entry back onto the input voxel it was read
-/// from, `dx: [C_in, D, H, W]` (accumulated, not overwritten).
-fn col2im(g: &ConvGeometry, tile: &[f32], lines: &std::ops::Range<usize>, dx: &mut [f32]) {
-    let s = g.stride;
-    for_each_patch_line(g, lines, |col_start, input_start, valid, _| {
-        if valid.is_empty() {
-            return;
-        }
-        let first = (input_start + (valid.start * s) as isize) as usize;
-        let segment = &tile[col_start + valid.start..col_start + valid.end];
-        if s == 1 {
-            for (acc, v) in dx[first..first + segment.len()].iter_mut().zip(segment) {
-                *acc += v;
-            }
-        } else {
-            for (i, v) in segment.iter().enumerate() {
-                dx[first + i * s] += v;
-            }
-        }
-    });
 }
 
 /// A matrix operand: its values and its (row, column) strides.
@@ -497,7 +378,6 @@ fn forward_by(
     }
     let isa = kernels.direct;
     let (rows, n) = (g.patch_rows(), g.output_voxels());
-    let ow = g.output_size()[2];
     let sample_in = g.channels_in * g.input_voxels();
     let sample_out = g.channels_out * n;
     if sample_out == 0 {
@@ -515,48 +395,35 @@ fn forward_by(
             )
         });
     let w = Operand::new(weight, rows, 1);
-    let buffer = if g.is_pointwise() || direct.is_some() {
-        0
-    } else {
-        rows * tile_lines(g) * ow
-    };
+
     // The direct kernel writes every value of a sample's output; the other kernels get it
     // zeroed by the sample's own thread just before they write it (in cache then), not by
     // the caller for the whole batch first.
     y.spare_capacity_mut()[..len]
         .par_chunks_mut(sample_out)
         .enumerate()
-        .for_each_init(
-            || (vec![0.0f32; buffer], grid::Scratch::default()),
-            |(tile, scratch), (b, y_b)| {
-                let x_b = &x[b * sample_in..(b + 1) * sample_in];
-                let y_b = if let Some((isa, packed, plan)) = &direct {
-                    grid::forward_sample_direct((*isa, plan), g, x_b, packed, y_b, scratch);
-                    // SAFETY: the direct kernel wrote every value of `y_b`.
-                    unsafe { assume_written(y_b) }
+        .for_each_init(grid::Scratch::default, |scratch, (b, y_b)| {
+            let x_b = &x[b * sample_in..(b + 1) * sample_in];
+            let y_b = if let Some((isa, packed, plan)) = &direct {
+                grid::forward_sample_direct((*isa, plan), g, x_b, packed, y_b, scratch);
+                // SAFETY: the direct kernel wrote every value of `y_b`.
+                unsafe { assume_written(y_b) }
+            } else {
+                let y_b = zero_filled(y_b);
+                if g.is_pointwise() {
+                    let patches = Operand::new(x_b, n, 1);
+                    gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
+                } else if g.on_grid() {
+                    grid::forward_sample(g, x_b, weight, y_b, scratch);
                 } else {
-                    let y_b = zero_filled(y_b);
-                    if g.is_pointwise() {
-                        let patches = Operand::new(x_b, n, 1);
-                        gemm_into((g.channels_out, n, rows), y_b, n, false, w, patches);
-                    } else if g.on_grid() {
-                        grid::forward_sample(g, x_b, weight, y_b, scratch);
-                    } else {
-                        for lines in line_tiles(g) {
-                            let width = lines.len() * ow;
-                            im2col(g, x_b, &lines, tile);
-                            let patches = Operand::new(&tile[..rows * width], width, 1);
-                            let dst = &mut y_b[lines.start * ow..];
-                            gemm_into((g.channels_out, width, rows), dst, n, false, w, patches);
-                        }
-                    }
-                    y_b
-                };
-                if let Some(epilogue) = epilogue {
-                    epilogue.apply(y_b);
+                    grid::forward_sample_strided(g, x_b, weight, y_b, scratch);
                 }
-            },
-        );
+                y_b
+            };
+            if let Some(epilogue) = epilogue {
+                epilogue.apply(y_b);
+            }
+        });
     // SAFETY: the chunks above cover the first `len` values (`len` is a whole number of
     // samples), each written.
     unsafe { y.set_len(len) };
@@ -635,7 +502,6 @@ fn backward_by(
         }
     }
     let (rows, n) = (g.patch_rows(), g.output_voxels());
-    let ow = g.output_size()[2];
     let sample_in = g.channels_in * g.input_voxels();
     let sample_out = g.channels_out * n;
     let pointwise = g.is_pointwise();
@@ -661,10 +527,18 @@ fn backward_by(
     let direct_dw = isa
         .filter(|&isa| weight_grad && on_grid && direct::weight_gradient_pays(g, isa))
         .map(|isa| (isa, direct::Plan::new(g, isa)));
-    let buffer = if pointwise || on_grid {
+    let buffer = if pointwise || on_grid || !input_grad {
         0
     } else {
-        rows * tile_lines(g) * ow
+        rows * n
+    };
+    // Off the grid, the weight gradient by lanes over output channels where it runs (AVX-512),
+    // else by the whole sample's im2col and one GEMM.
+    let channel_dw = isa == Some(Isa::Avx512) && channel_gradient::pays(g);
+    let patches_len = if pointwise || on_grid || !weight_grad || channel_dw {
+        0
+    } else {
+        rows * n
     };
     let partials: Vec<Option<Vec<f32>>> = runs
         .into_par_iter()
@@ -675,11 +549,13 @@ fn backward_by(
             // (gemm 0.19, f32, on this project's CPUs; with AVX-512 ~7×).
             let mut dw = weight_grad.then(|| vec![0.0f32; g.weight_len()]);
             let mut tile = vec![0.0f32; buffer];
+            // The whole sample's im2col for the weight gradient off the grid.
+            let mut patches = vec![0.0f32; patches_len];
             let mut scratch = grid::Scratch::default();
             for (i, b) in run.enumerate() {
                 let x_b = &x[b * sample_in..(b + 1) * sample_in];
                 let dy_b = &dy[b * sample_out..(b + 1) * sample_out];
-                let mut dx_b = dx_run
+                let dx_b = dx_run
                     .as_deref_mut()
                     .map(|dx_run| &mut dx_run[i * sample_in..(i + 1) * sample_in]);
                 if pointwise {
@@ -714,31 +590,31 @@ fn backward_by(
                     }
                     continue;
                 }
-                for lines in line_tiles(g) {
-                    let width = lines.len() * ow;
-                    // dy_b's columns of this tile: [C_out × width], row stride n.
-                    let dy_tile = Operand::new(&dy_b[lines.start * ow..], n, 1);
-                    if let Some(dw) = dw.as_mut() {
-                        im2col(g, x_b, &lines, &mut tile);
-                        // dWᵀ[rows × C_out] += tile[rows × width] · dy_tileᵀ[width × C_out]
-                        let patches = Operand::new(&tile[..rows * width], width, 1);
-                        let dy_t = Operand::new(&dy_b[lines.start * ow..], 1, n);
-                        let shape = (rows, g.channels_out, width);
-                        gemm_into(shape, dw, g.channels_out, true, patches, dy_t);
-                    }
-                    if let Some(dx_b) = dx_b.as_deref_mut() {
-                        // tile[rows × width] = Wᵀ[rows × C_out] · dy_tile[C_out × width]
-                        let dst = &mut tile[..rows * width];
+                if let Some(dw) = dw.as_deref_mut() {
+                    if channel_dw {
+                        grid::weight_gradient_sample_channels(g, x_b, dy_b, dw, &mut scratch);
+                    } else {
+                        // dWᵀ[rows × C_out] += patches[rows × n] · dy_bᵀ[n × C_out]
+                        let patches = &mut patches[..rows * n];
+                        grid::im2col_sample(g, x_b, n, patches, &mut scratch);
+                        let patches = Operand::new(patches, n, 1);
+                        let dy_t = Operand::new(dy_b, 1, n);
                         gemm_into(
-                            (rows, width, g.channels_out),
-                            dst,
-                            width,
-                            false,
-                            w_t,
-                            dy_tile,
+                            (rows, g.channels_out, n),
+                            dw,
+                            g.channels_out,
+                            true,
+                            patches,
+                            dy_t,
                         );
-                        col2im(g, &tile, &lines, dx_b);
                     }
+                }
+                if let Some(dx_b) = dx_b {
+                    // tile[rows × n] = Wᵀ[rows × C_out] · dy_b[C_out × n], added back onto ∂x.
+                    let dst = &mut tile[..rows * n];
+                    let dy_op = Operand::new(dy_b, n, 1);
+                    gemm_into((rows, n, g.channels_out), dst, n, false, w_t, dy_op);
+                    grid::col2im_sample(g, dst, n, dx_b, &mut scratch);
                 }
             }
             dw
@@ -887,28 +763,6 @@ mod tests {
             geometries().len() - on_grid - pointwise >= 3,
             "too few on the line path"
         );
-    }
-
-    #[test]
-    fn valid_ranges_match_the_bounds_checks() {
-        for (count, size, stride, offset, padding) in [
-            (7, 7, 1, 0, 1),
-            (7, 7, 1, 2, 1),
-            (4, 8, 2, 0, 1),
-            (4, 8, 2, 2, 1),
-            (3, 5, 2, 0, 1),
-            (3, 3, 1, 4, 2),
-            (1, 1, 1, 0, 0),
-        ] {
-            let expected: Vec<usize> = (0..count)
-                .filter(|&o| {
-                    let i = (o * stride + offset) as isize - padding as isize;
-                    i >= 0 && i < size as isize
-                })
-                .collect();
-            let got: Vec<usize> = valid_outputs(count, size, stride, offset, padding).collect();
-            assert_eq!(got, expected, "{count} {size} {stride} {offset} {padding}");
-        }
     }
 
     #[test]
@@ -1070,20 +924,21 @@ mod tests {
     /// two or four to an AVX-512 vector) still agrees with it, in every version this CPU runs.
     /// The weight gradient with lanes over output channels (AVX-512): one block of 16
     /// channels, a partial second and third block, paddings 0–2 (2: an input gradient's
-    /// geometry), lines of 8–10; against im2col + GEMM and the definition.
+    /// geometry), lines of 8–10 on the grid, and stride 2 off it; against im2col + GEMM and
+    /// the definition.
     #[test]
     fn the_channel_vector_weight_gradient_matches_the_gemm() {
         if !Isa::Avx512.available() {
             eprintln!("no AVX-512 here: the channel-vector weight gradient is not run");
             return;
         }
-        let g = |batch, channels_in, channels_out, size, padding| ConvGeometry {
+        let g = |batch, channels_in, channels_out, size, stride, padding| ConvGeometry {
             batch,
             channels_in,
             channels_out,
             size,
             kernel: 3,
-            stride: 1,
+            stride,
             padding,
         };
         let avx512 = Kernels {
@@ -1092,18 +947,18 @@ mod tests {
             batched: true,
         };
         for (i, g) in [
-            g(2, 3, 16, [3, 4, 8], 1),
-            g(2, 2, 17, [8, 8, 8], 1),
-            g(1, 2, 33, [4, 3, 9], 0),
-            g(1, 1, 16, [3, 3, 10], 2),
+            g(2, 3, 16, [3, 4, 8], 1, 1),
+            g(2, 2, 17, [8, 8, 8], 1, 1),
+            g(1, 2, 33, [6, 5, 10], 1, 0),
+            g(1, 1, 16, [3, 3, 10], 1, 2),
+            g(2, 3, 16, [7, 8, 9], 2, 1),
+            g(1, 2, 17, [9, 10, 16], 2, 0),
         ]
         .into_iter()
         .enumerate()
         {
-            assert!(
-                g.on_grid() && super::super::channel_gradient::pays(&g),
-                "{g:?}"
-            );
+            assert!(super::super::channel_gradient::pays(&g), "{g:?}");
+            assert!(!batched::pays(&g) && !dense::pays(&g), "{g:?}");
             let x = values(g.input_len(), 1700 + i as u64);
             let w = values(g.weight_len(), 1800 + i as u64);
             let dy = values(g.output_len(), 1900 + i as u64);
@@ -1228,11 +1083,11 @@ mod tests {
         }
     }
 
-    /// Geometries whose im2col comes in several tiles (many input channels, wide lines):
+    /// Geometries with many input channels and wide lines, on the grid and off it (stride 2):
     /// forward against the definition, the gradients by the adjoint identities in random
     /// directions, ⟨dy, conv(u, W)⟩ = ⟨∂x, u⟩ and ⟨dy, conv(x, V)⟩ = ⟨∂W, V⟩.
     #[test]
-    fn tiled_geometries_agree_with_the_definition() {
+    fn wide_geometries_agree_with_the_definition() {
         let geometries = [
             ConvGeometry {
                 batch: 3,
@@ -1254,7 +1109,6 @@ mod tests {
             },
         ];
         for (i, g) in geometries.into_iter().enumerate() {
-            assert!(line_tiles(&g).count() > 2, "{g:?} is not tiled");
             let seed = 300 + 10 * i as u64;
             let x = values(g.input_len(), seed);
             let w = values(g.weight_len(), seed + 1);
