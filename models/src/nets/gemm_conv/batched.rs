@@ -4,11 +4,11 @@
 //! values at most and mostly loads and stores its `[C_in·k³ × C_out]` accumulator. The tiles
 //! come from the padded input, one plain copy per output line ([`grid::im2col_sample`]).
 
+use super::dense::with_buffer;
 use super::grid::{self, Scratch};
 use super::kernels::{ConvGeometry, Operand, gemm_into, sample_runs, summed_transposed};
 use rayon::prelude::*;
 use std::cell::RefCell;
-use std::thread::LocalKey;
 
 /// Output voxels per sample up to which a conv runs here (4³).
 const MAX_VOXELS: usize = 64;
@@ -56,24 +56,6 @@ thread_local! {
     static DY: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `f` on this thread's buffer in `slot`, at least `len` long (contents unspecified), or on
-/// a new one where it is in use.
-fn with_buffer<R>(
-    slot: &'static LocalKey<RefCell<Vec<f32>>>,
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
-    slot.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buffer) => {
-            if buffer.len() < len {
-                buffer.resize(len, 0.0);
-            }
-            f(&mut buffer[..len])
-        }
-        Err(_) => f(&mut vec![0.0; len]),
-    })
-}
-
 /// `∂L/∂weight` of `y = conv(x, weight)` given `dy`, `[C_out, C_in, k, k, k]`: one run of
 /// samples per thread, each summing a GEMM per group of samples; the runs' sums added in order.
 pub(super) fn weight_gradient(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
@@ -87,8 +69,10 @@ pub(super) fn weight_gradient(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f3
             // ∂Wᵀ: [rows × C_out], as in the per-sample path.
             let mut dw_t = vec![0.0f32; rows * c_out];
             let mut scratch = Scratch::default();
-            with_buffer(&TILE, rows * columns, |tile| {
-                with_buffer(&DY, c_out * columns, |dy_group| {
+            with_buffer(&TILE, |tile| {
+                let tile = grid::sized(tile, rows * columns);
+                with_buffer(&DY, |dy_group| {
+                    let dy_group = grid::sized(dy_group, c_out * columns);
                     for first in run.clone().step_by(group) {
                         let samples = group.min(run.end - first);
                         let x_group = &x[first * sample_in..][..samples * sample_in];

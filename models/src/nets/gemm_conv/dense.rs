@@ -125,8 +125,8 @@ thread_local! {
 }
 
 /// `f` on this thread's buffer in `slot`, or on a new one where it is in use (a call nested
-/// in another's wait for rayon's workers).
-fn with_buffer<R>(
+/// in another's wait for rayon's workers). Also the grouped weight gradient's ([`super::batched`]).
+pub(super) fn with_buffer<R>(
     slot: &'static LocalKey<RefCell<Vec<f32>>>,
     f: impl FnOnce(&mut Vec<f32>) -> R,
 ) -> R {

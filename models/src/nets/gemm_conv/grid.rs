@@ -93,7 +93,8 @@ pub struct Scratch {
     out_tile: Vec<f32>,
 }
 
-fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+/// `buffer`'s first `len` values, the buffer grown to hold them if needed (contents kept).
+pub(super) fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buffer.len() < len {
         buffer.resize(len, 0.0);
     }

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::{f32_slice, flex_tensor, kernels_run_on};
 
 /// Elements per parallel chunk of the forward and backward passes.
-const CHUNK: usize = 1 << 16;
+pub(crate) const CHUNK: usize = 1 << 16;
 
 /// The custom op: leaky ReLU differentiable through its own one-pass backward.
 #[backend_extension(Flex, Autodiff)]
@@ -64,23 +64,32 @@ pub(crate) fn map_parallel(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32>
 /// slope y < 0 exactly where x < 0, where burn's decomposition selects the scaled branch.
 pub(crate) fn leaky_relu_backward(y: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
     assert_eq!(y.len(), dy.len(), "leaky ReLU: output and gradient sizes");
-    // Written straight into the result's spare capacity (no zero-filled buffer written over;
-    // a `collect` of the map writes one value at a time, unvectorized).
-    let mut dx = Vec::with_capacity(y.len());
-    dx.spare_capacity_mut()
+    // A select of the factor and one multiply (1 · dy = dy exactly): vectorizes, where a
+    // branch per value did not.
+    zip_map_parallel(y, dy, |y, dy| dy * if y < 0.0 { slope } else { 1.0 })
+}
+
+/// `a.iter().zip(b).map(f)` collected in chunks of [`CHUNK`] on rayon's threads, written
+/// straight into the result's spare capacity (no zero-filled buffer written over; a
+/// `collect` of the map writes one value at a time, unvectorized).
+pub(crate) fn zip_map_parallel(
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "elementwise operands of one length");
+    let mut y = Vec::with_capacity(a.len());
+    y.spare_capacity_mut()
         .par_chunks_mut(CHUNK)
-        .zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(move |(dx, (y, dy))| {
-            // A select of the factor and one multiply (1 · dy = dy exactly): vectorizes,
-            // where a branch per value did not.
-            for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
-                dx.write(dy * if y < 0.0 { slope } else { 1.0 });
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(y, (a, b))| {
+            for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                y.write(f(a, b));
             }
         });
-    // SAFETY: the chunks cover the spare capacity's first `y.len()` values, each written
-    // above.
-    unsafe { dx.set_len(y.len()) };
-    dx
+    // SAFETY: the chunks cover the spare capacity's first `a.len()` values, each written.
+    unsafe { y.set_len(a.len()) };
+    y
 }
 
 #[derive(Debug)]

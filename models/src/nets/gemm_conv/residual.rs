@@ -11,13 +11,9 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::Tensor;
-use rayon::prelude::*;
 
-use super::leaky_relu::map_parallel;
+use super::leaky_relu::{map_parallel, zip_map_parallel};
 use super::{f32_slice, flex_tensor, kernels_run_on};
-
-/// Elements per parallel chunk.
-const CHUNK: usize = 1 << 16;
 
 /// The custom op: `shortcut + scale · branch`, tensors of one shape.
 #[backend_extension(Flex, Autodiff)]
@@ -33,19 +29,7 @@ pub trait ResidualBackend: Backend {
 /// operations as burn's `shortcut + branch.mul_scalar(scale)`.
 pub(crate) fn scaled_sum(shortcut: &[f32], branch: &[f32], scale: f32) -> Vec<f32> {
     assert_eq!(shortcut.len(), branch.len(), "residual sum: shapes");
-    let mut y = Vec::with_capacity(shortcut.len());
-    y.spare_capacity_mut()
-        .par_chunks_mut(CHUNK)
-        .zip(shortcut.par_chunks(CHUNK).zip(branch.par_chunks(CHUNK)))
-        .for_each(|(y, (s, b))| {
-            for ((y, &s), &b) in y.iter_mut().zip(s).zip(b) {
-                y.write(s + b * scale);
-            }
-        });
-    // SAFETY: the chunks cover the spare capacity's first `shortcut.len()` values, each
-    // written above.
-    unsafe { y.set_len(shortcut.len()) };
-    y
+    zip_map_parallel(shortcut, branch, |s, b| s + b * scale)
 }
 
 impl ResidualBackend for Flex {
@@ -126,6 +110,7 @@ pub fn scaled_residual<const D: usize>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::leaky_relu::CHUNK;
     use super::*;
     use burn::tensor::{Device, Distribution};
 
