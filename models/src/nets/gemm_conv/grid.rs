@@ -272,6 +272,11 @@ fn for_each_phase_line(g: &ConvGeometry, mut visit: impl FnMut(usize, usize)) {
 fn padded_by_phase<'a>(g: &ConvGeometry, x: &[f32], scratch: &'a mut Scratch) -> &'a [f32] {
     let [phase, _, _, volume] = phase_layout(g);
     let padded = sized(&mut scratch.padded, g.channels_in * volume);
+    if g.stride == 1 {
+        // One phase: the plain padded grid, which pad_into writes once per value.
+        pad_into(g, &Grid::new(g), x, padded);
+        return padded;
+    }
     padded.fill(0.0);
     let (s, w) = (g.stride, g.size[2]);
     let runs: Vec<_> = phase_runs(g, phase).collect();
