@@ -29,7 +29,7 @@ pub trait ResidualBackend: Backend {
 /// operations as burn's `shortcut + branch.mul_scalar(scale)`.
 pub(crate) fn scaled_sum(shortcut: &[f32], branch: &[f32], scale: f32) -> Vec<f32> {
     assert_eq!(shortcut.len(), branch.len(), "residual sum: shapes");
-    zip_map_parallel(shortcut, branch, |s, b| s + b * scale)
+    zip_map_parallel(shortcut, branch, move |s, b| s + b * scale)
 }
 
 impl ResidualBackend for Flex {
@@ -58,7 +58,7 @@ impl Backward<Flex, 2> for ResidualBackward {
         let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
         if let Some(node) = node_branch {
             let scale = ops.state as f32;
-            let d_branch = map_parallel(f32_slice(&dy), |v| v * scale);
+            let d_branch = map_parallel(f32_slice(&dy), move |v| v * scale);
             grads.register::<Flex>(node.id, flex_tensor(d_branch, dy.shape().to_vec()));
         }
         if let Some(node) = node_shortcut {
