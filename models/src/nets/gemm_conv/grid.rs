@@ -390,7 +390,8 @@ pub fn forward_sample_strided(
 }
 
 /// One sample's output `y: [C_out, OD·OH·OW]` by the direct kernel, from
-/// [`direct::pack_weights`]' `packed`: the input padded once, then read in place. Every value
+/// [`direct::pack_weights`]' `packed`: the input padded once (or copied shifted, where the
+/// plan reads so), then read in place. Every value
 /// of `y` is written (it may start uninitialized).
 pub fn forward_sample_direct(
     (isa, plan): (Isa, &direct::Plan),
@@ -400,7 +401,14 @@ pub fn forward_sample_direct(
     y: &mut [std::mem::MaybeUninit<f32>],
     scratch: &mut Scratch,
 ) {
-    direct::forward_sample(isa, g, plan, padded_sample(g, x, scratch), packed, y);
+    let input = if plan.reads_shifted() {
+        let copies = sized(&mut scratch.padded, direct::shifted_len(g));
+        direct::shifted_copies(g, x, copies);
+        copies
+    } else {
+        padded_sample(g, x, scratch)
+    };
+    direct::forward_sample(isa, g, plan, input, packed, y);
 }
 
 /// Adds one sample's weight gradient into `dw_t` (∂W transposed, `[C_in·k³ × C_out]`) by

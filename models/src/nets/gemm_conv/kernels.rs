@@ -391,7 +391,7 @@ fn forward_by(
             (
                 isa,
                 direct::pack_weights(g, weight),
-                direct::Plan::new(g, isa),
+                direct::Plan::forward(g, isa),
             )
         });
     let w = Operand::new(weight, rows, 1);
@@ -729,6 +729,12 @@ mod tests {
             // Padding ≥ kernel: the grid's own col2im input gradient.
             g(2, 2, 3, [3, 3, 8], 1, 1, 1),
             g(1, 2, 2, [2, 3, 8], 3, 1, 3),
+            // Lines of 4 filling AVX-512 vectors, whole vectors per plane: the direct
+            // forward reads shifted copies (also without padding, and with kernel 5).
+            g(2, 2, 3, [3, 8, 4], 3, 1, 1),
+            g(1, 2, 2, [4, 6, 6], 3, 1, 0),
+            g(1, 2, 2, [8, 8, 4], 5, 1, 2),
+            g(2, 3, 2, [5, 8, 4], 3, 1, 1),
         ]
     }
 
@@ -763,6 +769,11 @@ mod tests {
             geometries().len() - on_grid - pointwise >= 3,
             "too few on the line path"
         );
+        let shifted = geometries()
+            .iter()
+            .filter(|g| !dense::pays(g) && direct::shifts_pay(g, Isa::Avx512))
+            .count();
+        assert!(shifted >= 4, "{shifted} direct forwards on shifted copies");
     }
 
     #[test]
