@@ -81,24 +81,26 @@ struct Layout {
 }
 
 impl Layout {
+    /// The zero-padded grid `[C_in, D+2p, H+2p, W+2p]`.
     fn new(g: &ConvGeometry) -> Self {
         let [dp, hp, wp] = g.size.map(|s| s + 2 * g.padding);
+        Layout::strided(g, [dp * hp * wp, hp * wp, wp, 1])
+    }
+
+    /// An input whose tap (c, kd, kh, kw) reads at `c·channel + kd·slab + kh·row + kw·column`.
+    fn strided(g: &ConvGeometry, [channel, slab, row, column]: [usize; 4]) -> Self {
         let k = g.kernel;
         let mut taps = Vec::with_capacity(g.channels_in * k.pow(3));
         for c in 0..g.channels_in {
             for kd in 0..k {
                 for kh in 0..k {
                     for kw in 0..k {
-                        taps.push(c * dp * hp * wp + kd * hp * wp + kh * wp + kw);
+                        taps.push(c * channel + kd * slab + kh * row + kw * column);
                     }
                 }
             }
         }
-        Layout {
-            slab: hp * wp,
-            row: wp,
-            taps,
-        }
+        Layout { slab, row, taps }
     }
 }
 
@@ -109,6 +111,15 @@ struct Segment {
     input: usize,
     output: usize,
     lanes: usize,
+}
+
+impl Segment {
+    /// A vector's unused part.
+    const EMPTY: Segment = Segment {
+        input: 0,
+        output: 0,
+        lanes: 0,
+    };
 }
 
 /// The most lines one vector holds.
@@ -148,11 +159,6 @@ fn vectors(g: &ConvGeometry, layout: &Layout, lanes: usize) -> Vec<Vector> {
         output: line * ow + w0,
         lanes: (ow - w0).min(lanes),
     };
-    let empty = Segment {
-        input: 0,
-        output: 0,
-        lanes: 0,
-    };
     let lines = od * oh;
     let per = parts_per_vector(ow, lanes);
     if per > 1 {
@@ -160,7 +166,7 @@ fn vectors(g: &ConvGeometry, layout: &Layout, lanes: usize) -> Vec<Vector> {
             .step_by(per)
             .map(|first| {
                 let count = per.min(lines - first);
-                let mut parts = [empty; MAX_PARTS];
+                let mut parts = [Segment::EMPTY; MAX_PARTS];
                 for (i, part) in parts.iter_mut().enumerate().take(count) {
                     *part = segment(first + i, 0);
                 }
@@ -171,7 +177,7 @@ fn vectors(g: &ConvGeometry, layout: &Layout, lanes: usize) -> Vec<Vector> {
     (0..lines)
         .flat_map(|line| (0..ow).step_by(lanes).map(move |w0| (line, w0)))
         .map(|(line, w0)| {
-            let mut parts = [empty; MAX_PARTS];
+            let mut parts = [Segment::EMPTY; MAX_PARTS];
             parts[0] = segment(line, w0);
             Vector { parts, count: 1 }
         })
@@ -238,34 +244,15 @@ impl Plan {
         }
         let [dp, hp, _] = g.size.map(|s| s + 2 * g.padding);
         let [_, oh, ow] = g.output_size();
-        let (k, lanes) = (g.kernel, lanes(isa));
-        let copy = g.channels_in * dp * hp * ow;
-        let mut taps = Vec::with_capacity(g.channels_in * k.pow(3));
-        for c in 0..g.channels_in {
-            for kd in 0..k {
-                for kh in 0..k {
-                    for kw in 0..k {
-                        taps.push(kw * copy + ((c * dp + kd) * hp + kh) * ow);
-                    }
-                }
-            }
-        }
-        let layout = Layout {
-            slab: hp * ow,
-            row: ow,
-            taps,
-        };
+        let lanes = lanes(isa);
+        // Copy kw of the input is kw whole copies on: a tap's column step.
+        let layout = Layout::strided(g, [dp * hp * ow, hp * ow, ow, shifted_copy_len(g)]);
         let per = lanes / ow;
         let lines = g.output_voxels() / ow;
-        let empty = Segment {
-            input: 0,
-            output: 0,
-            lanes: 0,
-        };
         let vectors = (0..lines)
             .step_by(per)
             .map(|first| {
-                let mut parts = [empty; MAX_PARTS];
+                let mut parts = [Segment::EMPTY; MAX_PARTS];
                 parts[0] = Segment {
                     input: (first / oh) * layout.slab + (first % oh) * ow,
                     output: first * ow,
@@ -309,8 +296,8 @@ pub(super) fn shifted_copies(g: &ConvGeometry, x: &[f32], copies: &mut [f32]) {
     let [d, h, w] = g.size;
     let p = g.padding;
     let (dp, hp, ow) = (d + 2 * p, h + 2 * p, g.output_size()[2]);
-    let copy = g.channels_in * dp * hp * ow;
-    assert_eq!(copies.len(), g.kernel * copy, "shifted copies' length");
+    let copy = shifted_copy_len(g);
+    assert_eq!(copies.len(), shifted_len(g), "shifted copies' length");
     assert_eq!(x.len(), g.channels_in * d * h * w, "input length");
     if copy == 0 {
         return;
@@ -337,10 +324,15 @@ pub(super) fn shifted_copies(g: &ConvGeometry, x: &[f32], copies: &mut [f32]) {
     }
 }
 
-/// The length of [`shifted_copies`]' buffer for `g`.
+/// The length of [`shifted_copies`]' buffer for `g`: k copies.
 pub(super) fn shifted_len(g: &ConvGeometry) -> usize {
+    g.kernel * shifted_copy_len(g)
+}
+
+/// The length of one shifted copy, `C_in · (D+2p) · (H+2p) · OW`.
+fn shifted_copy_len(g: &ConvGeometry) -> usize {
     let [dp, hp, _] = g.size.map(|s| s + 2 * g.padding);
-    g.kernel * g.channels_in * dp * hp * g.output_size()[2]
+    g.channels_in * dp * hp * g.output_size()[2]
 }
 
 /// One register block's work: `NV` vectors × up to 8 output channels.
